@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "fwdepot/core/json.hpp"
+
+#include <boost/json/basic_parser_impl.hpp>
+#include <boost/json/parse.hpp>
+
+#include <algorithm>
+#include <vector>
+
+namespace fwdepot {
+namespace {
+
+namespace json = boost::json;
+using boost::system::error_code;
+
+// A basic_parser handler that builds nothing and only remembers the keys of each open object,
+// to find duplicates. Objects in our documents are small, so a vector beats a set here.
+class DuplicateKeyFinder {
+ public:
+  static constexpr std::size_t max_array_size = static_cast<std::size_t>(-1);
+  static constexpr std::size_t max_object_size = static_cast<std::size_t>(-1);
+  static constexpr std::size_t max_string_size = static_cast<std::size_t>(-1);
+  static constexpr std::size_t max_key_size = static_cast<std::size_t>(-1);
+
+  bool on_document_begin(error_code&) { return true; }
+  bool on_document_end(error_code&) { return true; }
+  bool on_array_begin(error_code&) { return true; }
+  bool on_array_end(std::size_t, error_code&) { return true; }
+  bool on_object_begin(error_code&) {
+    keys_.emplace_back();
+    return true;
+  }
+  bool on_object_end(std::size_t, error_code&) {
+    keys_.pop_back();
+    return true;
+  }
+  bool on_string_part(json::string_view, std::size_t, error_code&) { return true; }
+  bool on_string(json::string_view, std::size_t, error_code&) { return true; }
+  bool on_key_part(json::string_view s, std::size_t, error_code&) {
+    key_.append(s.data(), s.size());
+    return true;
+  }
+  bool on_key(json::string_view s, std::size_t, error_code& ec) {
+    key_.append(s.data(), s.size());
+    auto& seen = keys_.back();
+    if (std::find(seen.begin(), seen.end(), key_) != seen.end()) {
+      duplicate_ = key_;
+      ec = make_error_code(core::error::malformed_json);
+      return false;
+    }
+    seen.push_back(std::move(key_));
+    key_.clear();
+    return true;
+  }
+  bool on_number_part(json::string_view, error_code&) { return true; }
+  bool on_int64(std::int64_t, json::string_view, error_code&) { return true; }
+  bool on_uint64(std::uint64_t, json::string_view, error_code&) { return true; }
+  bool on_double(double, json::string_view, error_code&) { return true; }
+  bool on_bool(bool, error_code&) { return true; }
+  bool on_null(error_code&) { return true; }
+  bool on_comment_part(json::string_view, error_code&) { return true; }
+  bool on_comment(json::string_view, error_code&) { return true; }
+
+  const std::string& duplicate() const { return duplicate_; }
+
+ private:
+  std::vector<std::vector<std::string>> keys_;
+  std::string key_;
+  std::string duplicate_;
+};
+
+Error field_error(core::error kind, std::string_view name, std::string_view why) {
+  return Error(kind, "field '" + std::string(name) + "': " + std::string(why));
+}
+
+}  // namespace
+
+result<json::value> parse_json_strict(std::string_view text, const JsonLimits& limits) {
+  if (text.size() > limits.max_bytes) {
+    return Error(core::error::document_too_large,
+                 std::to_string(text.size()) + " bytes, limit " +
+                     std::to_string(limits.max_bytes));
+  }
+  json::parse_options options;
+  options.max_depth = limits.max_depth;
+  options.allow_comments = false;
+  options.allow_trailing_commas = false;
+  options.allow_invalid_utf8 = false;
+
+  json::basic_parser<DuplicateKeyFinder> checker(options);
+  error_code ec;
+  const std::size_t used = checker.write_some(false, text.data(), text.size(), ec);
+  if (!checker.handler().duplicate().empty()) {
+    return Error(core::error::malformed_json,
+                 "duplicate key '" + checker.handler().duplicate() + "'");
+  }
+  if (ec) {
+    return Error(core::error::malformed_json, ec.message());
+  }
+  if (used != text.size()) {
+    return Error(core::error::malformed_json, "trailing data after the JSON value");
+  }
+  json::value value = json::parse(json::string_view(text.data(), text.size()), ec, {}, options);
+  if (ec) {
+    return Error(core::error::malformed_json, ec.message());
+  }
+  return value;
+}
+
+namespace json_field {
+
+result<std::string_view> get_string(const json::object& o, std::string_view name,
+                                    core::error kind) {
+  const json::value* v = o.if_contains(json::string_view(name.data(), name.size()));
+  if (v == nullptr) {
+    return field_error(kind, name, "missing");
+  }
+  if (!v->is_string()) {
+    return field_error(kind, name, "must be a string");
+  }
+  const json::string& s = v->get_string();
+  return std::string_view(s.data(), s.size());
+}
+
+result<std::optional<std::string_view>> get_optional_string(const json::object& o,
+                                                            std::string_view name,
+                                                            core::error kind) {
+  if (!o.contains(json::string_view(name.data(), name.size()))) {
+    return std::optional<std::string_view>();
+  }
+  auto s = get_string(o, name, kind);
+  if (!s) {
+    return s.error();
+  }
+  return std::optional<std::string_view>(*s);
+}
+
+result<std::uint64_t> get_uint64(const json::object& o, std::string_view name, core::error kind) {
+  const json::value* v = o.if_contains(json::string_view(name.data(), name.size()));
+  if (v == nullptr) {
+    return field_error(kind, name, "missing");
+  }
+  if (v->is_uint64()) {
+    return v->get_uint64();
+  }
+  if (v->is_int64() && v->get_int64() >= 0) {
+    return static_cast<std::uint64_t>(v->get_int64());
+  }
+  return field_error(kind, name, "must be a non-negative integer");
+}
+
+result<const json::array*> get_array(const json::object& o, std::string_view name,
+                                     core::error kind) {
+  const json::value* v = o.if_contains(json::string_view(name.data(), name.size()));
+  if (v == nullptr) {
+    return field_error(kind, name, "missing");
+  }
+  if (!v->is_array()) {
+    return field_error(kind, name, "must be an array");
+  }
+  return &v->get_array();
+}
+
+result<void> reject_unknown(const json::object& o, std::initializer_list<std::string_view> allowed,
+                            core::error kind) {
+  for (const auto& kv : o) {
+    const std::string_view key(kv.key().data(), kv.key().size());
+    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+      return field_error(kind, key, "unknown field");
+    }
+  }
+  return {};
+}
+
+}  // namespace json_field
+}  // namespace fwdepot
