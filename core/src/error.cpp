@@ -8,6 +8,8 @@
 #include <boost/system/system_error.hpp>
 #include <boost/throw_exception.hpp>
 
+#include <ostream>
+
 namespace fwdepot {
 
 std::string Error::message() const {
@@ -16,6 +18,8 @@ std::string Error::message() const {
   }
   return code.message() + ": " + detail;
 }
+
+std::ostream& operator<<(std::ostream& os, const Error& e) { return os << e.message(); }
 
 void throw_exception_from_error(const Error& e, const boost::source_location& loc) {
   boost::throw_exception(boost::system::system_error(e.code, e.detail), loc);

@@ -11,6 +11,7 @@
 #include <boost/system/error_code.hpp>
 #include <boost/system/result.hpp>
 
+#include <iosfwd>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -39,6 +40,9 @@ template <class Enum>
 bool operator==(const Error& e, Enum c) {
   return e.code == make_error_code(c);
 }
+
+/// Prints message(); lets test frameworks show what failed.
+std::ostream& operator<<(std::ostream& os, const Error& e);
 
 /// Called by result<T>::value() on an error; throws boost::system::system_error with the detail.
 [[noreturn]] void throw_exception_from_error(const Error& e, const boost::source_location& loc);
