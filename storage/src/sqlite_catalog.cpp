@@ -1,0 +1,1152 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "fwdepot/storage/sqlite_catalog.hpp"
+
+#include <boost/json.hpp>
+#include <sqlite3.h>
+
+#include <array>
+#include <unordered_map>
+
+namespace fwdepot::storage {
+namespace {
+
+struct DbClose {
+  void operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
+};
+struct StmtFinalize {
+  void operator()(sqlite3_stmt* s) const noexcept { sqlite3_finalize(s); }
+};
+using DbPtr = std::unique_ptr<sqlite3, DbClose>;
+using StmtPtr = std::unique_ptr<sqlite3_stmt, StmtFinalize>;
+
+// Forward-only migrations: entry i takes user_version i to i+1. Never edit a shipped entry;
+// append a new one.
+constexpr std::array<const char*, 1> kMigrations = {
+    R"sql(
+CREATE TABLE images(
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL,
+  version TEXT NOT NULL,
+  models TEXT NOT NULL,                 -- JSON array of strings
+  size_bytes INTEGER NOT NULL CHECK (size_bytes > 0),
+  sha256 TEXT NOT NULL CHECK (length(sha256) = 64),
+  envelope TEXT NOT NULL,               -- DSSE envelope as uploaded
+  signer_key_ids TEXT NOT NULL,         -- JSON array of strings
+  description TEXT NOT NULL DEFAULT '',
+  created_at INTEGER NOT NULL,
+  UNIQUE (name, version)
+);
+CREATE INDEX images_sha256 ON images(sha256);
+
+CREATE TABLE devices(
+  id TEXT PRIMARY KEY,
+  model TEXT NOT NULL,
+  version TEXT NOT NULL,
+  state TEXT NOT NULL,
+  last_result TEXT,
+  last_message TEXT,
+  first_seen INTEGER NOT NULL,
+  last_seen INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX devices_model ON devices(model, id);
+CREATE INDEX devices_version ON devices(version, id);
+CREATE INDEX devices_state ON devices(state, id);
+CREATE INDEX devices_last_seen ON devices(last_seen, id);
+
+CREATE TABLE device_events(
+  id INTEGER PRIMARY KEY,
+  device_id TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+  at INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  state TEXT NOT NULL,
+  version TEXT NOT NULL,
+  result TEXT,
+  message TEXT,
+  image_id INTEGER
+);
+CREATE INDEX device_events_device ON device_events(device_id, id);
+
+CREATE TABLE deployments(
+  id INTEGER PRIMARY KEY,
+  image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+  allow_downgrade INTEGER NOT NULL CHECK (allow_downgrade IN (0, 1)),
+  created_at INTEGER NOT NULL,
+  cancelled_at INTEGER
+);
+CREATE INDEX deployments_image ON deployments(image_id);
+
+CREATE TABLE deployment_targets(
+  deployment_id INTEGER NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+  kind TEXT NOT NULL CHECK (kind IN ('device', 'model')),
+  value TEXT NOT NULL,
+  PRIMARY KEY (deployment_id, kind, value)
+) WITHOUT ROWID;
+CREATE INDEX deployment_targets_value ON deployment_targets(kind, value);
+
+CREATE TABLE admin_tokens(
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL,
+  token_sha256 TEXT NOT NULL UNIQUE CHECK (length(token_sha256) = 64),
+  created_at INTEGER NOT NULL,
+  revoked_at INTEGER
+);
+CREATE UNIQUE INDEX admin_tokens_live_name ON admin_tokens(name) WHERE revoked_at IS NULL;
+
+CREATE TABLE psk_credentials(
+  device_id TEXT PRIMARY KEY,
+  identity TEXT NOT NULL UNIQUE,
+  key BLOB NOT NULL,
+  updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE device_certificates(
+  serial TEXT PRIMARY KEY,
+  device_id TEXT NOT NULL,
+  model TEXT NOT NULL,
+  issued_at INTEGER NOT NULL,
+  not_after INTEGER NOT NULL,
+  revoked_at INTEGER
+) WITHOUT ROWID;
+CREATE INDEX device_certificates_device ON device_certificates(device_id);
+)sql",
+};
+
+class Category final : public boost::system::error_category {
+ public:
+  const char* name() const noexcept override { return "fwdepot.storage"; }
+  std::string message(int ev) const override {
+    switch (static_cast<error>(ev)) {
+      case error::ok: return "success";
+      case error::not_found: return "not found";
+      case error::conflict: return "already exists";
+      case error::in_use: return "in use";
+      case error::busy: return "database busy";
+      case error::corrupt: return "storage corrupt";
+      case error::io_error: return "storage I/O error";
+      case error::no_space: return "no space left";
+      case error::invalid_argument: return "invalid argument";
+      case error::schema_too_new: return "database schema is newer than this fwdepot";
+    }
+    return "unknown fwdepot.storage error";
+  }
+};
+
+// Converts an SQLite result code to our error, at the one place where codes leave SQLite.
+Error sqlite_error(sqlite3* db, int rc, std::string_view what) {
+  std::string detail = std::string(what) + ": " +
+                       (db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: return Error(error::busy, std::move(detail));
+    case SQLITE_CONSTRAINT:
+      if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
+        return Error(error::conflict, std::move(detail));
+      }
+      if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
+        return Error(error::not_found, std::move(detail));
+      }
+      return Error(error::invalid_argument, std::move(detail));
+    case SQLITE_FULL: return Error(error::no_space, std::move(detail));
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB: return Error(error::corrupt, std::move(detail));
+    default: return Error(error::io_error, std::move(detail));
+  }
+}
+
+std::string to_json_array(const std::vector<std::string>& items) {
+  boost::json::array a;
+  for (const auto& s : items) {
+    a.emplace_back(s);
+  }
+  return boost::json::serialize(a);
+}
+
+std::vector<std::string> from_json_array(std::string_view text) {
+  std::vector<std::string> out;
+  boost::system::error_code ec;
+  const boost::json::value v = boost::json::parse(text, ec);
+  if (!ec && v.is_array()) {
+    for (const auto& item : v.get_array()) {
+      if (item.is_string()) {
+        out.emplace_back(item.get_string());
+      }
+    }
+  }
+  return out;
+}
+
+// A cached statement in use: binds parameters, steps, reads columns, and resets itself when it
+// goes out of scope so that the cache can hand it out again.
+class Query {
+ public:
+  Query(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  Query(const Query&) = delete;
+  Query& operator=(const Query&) = delete;
+  Query(Query&& o) noexcept : db_(o.db_), stmt_(std::exchange(o.stmt_, nullptr)) {}
+  ~Query() {
+    if (stmt_ != nullptr) {
+      sqlite3_reset(stmt_);
+      sqlite3_clear_bindings(stmt_);
+    }
+  }
+
+  Query& bind(int i, std::int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  Query& bind(int i, std::string_view v) {
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Query& bind_blob(int i, std::string_view v) {
+    sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Query& bind_opt(int i, const std::optional<std::string>& v) {
+    return v ? bind(i, std::string_view(*v)) : bind_null(i);
+  }
+  Query& bind_opt(int i, const std::optional<std::int64_t>& v) {
+    return v ? bind(i, *v) : bind_null(i);
+  }
+  Query& bind_null(int i) {
+    sqlite3_bind_null(stmt_, i);
+    return *this;
+  }
+
+  /// True when a row is available, false when done.
+  [[nodiscard]] result<bool> step() {
+    const int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) {
+      return true;
+    }
+    if (rc == SQLITE_DONE) {
+      return false;
+    }
+    return sqlite_error(db_, sqlite3_extended_errcode(db_), "step");
+  }
+  /// Runs a statement that returns no rows.
+  [[nodiscard]] result<void> run() {
+    auto r = step();
+    if (!r) {
+      return r.error();
+    }
+    return {};
+  }
+
+  std::int64_t int64(int col) const { return sqlite3_column_int64(stmt_, col); }
+  std::string text(int col) const {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+    return p != nullptr ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)))
+                        : std::string();
+  }
+  std::string blob(int col) const {
+    const auto* p = static_cast<const char*>(sqlite3_column_blob(stmt_, col));
+    return p != nullptr ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)))
+                        : std::string();
+  }
+  bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  std::optional<std::string> opt_text(int col) const {
+    return is_null(col) ? std::nullopt : std::optional<std::string>(text(col));
+  }
+  std::optional<std::int64_t> opt_int64(int col) const {
+    return is_null(col) ? std::nullopt : std::optional<std::int64_t>(int64(col));
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_;
+};
+
+constexpr const char* kImageColumns =
+    "id, name, version, models, size_bytes, sha256, envelope, signer_key_ids, description, "
+    "created_at";
+
+ImageRecord read_image(const Query& q, int first = 0) {
+  ImageRecord r;
+  r.id = q.int64(first);
+  r.name = q.text(first + 1);
+  r.version = q.text(first + 2);
+  r.models = from_json_array(q.text(first + 3));
+  r.size_bytes = static_cast<std::uint64_t>(q.int64(first + 4));
+  if (auto d = parse_sha256_hex(q.text(first + 5))) {
+    r.sha256 = *d;
+  }
+  r.envelope = q.text(first + 6);
+  r.signer_key_ids = from_json_array(q.text(first + 7));
+  r.description = q.text(first + 8);
+  r.created_at = q.int64(first + 9);
+  return r;
+}
+
+constexpr const char* kDeviceColumns =
+    "id, model, version, state, last_result, last_message, first_seen, last_seen";
+
+DeviceRecord read_device(const Query& q) {
+  return DeviceRecord{q.text(0),     q.text(1),     q.text(2),  q.text(3),
+                      q.opt_text(4), q.opt_text(5), q.int64(6), q.int64(7)};
+}
+
+}  // namespace
+
+const boost::system::error_category& error_category() noexcept {
+  static const Category category;
+  return category;
+}
+
+class SqliteCatalog::Impl {
+ public:
+  explicit Impl(DbPtr db) : db_(std::move(db)) {}
+
+  sqlite3* db() const { return db_.get(); }
+
+  /// A cached prepared statement for `sql` (a string literal or otherwise stable text).
+  [[nodiscard]] result<Query> query(const std::string& sql) {
+    auto it = cache_.find(sql);
+    if (it == cache_.end()) {
+      sqlite3_stmt* raw = nullptr;
+      const int rc = sqlite3_prepare_v3(db_.get(), sql.c_str(), static_cast<int>(sql.size()),
+                                        SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
+      StmtPtr stmt(raw);
+      if (rc != SQLITE_OK) {
+        return sqlite_error(db_.get(), rc, "prepare");
+      }
+      it = cache_.emplace(sql, std::move(stmt)).first;
+    }
+    return Query(db_.get(), it->second.get());
+  }
+
+  [[nodiscard]] result<void> exec(const char* sql) {
+    char* msg = nullptr;
+    const int rc = sqlite3_exec(db_.get(), sql, nullptr, nullptr, &msg);
+    sqlite3_free(msg);
+    if (rc != SQLITE_OK) {
+      return sqlite_error(db_.get(), sqlite3_extended_errcode(db_.get()), "exec");
+    }
+    return {};
+  }
+
+  /// Runs a query expected to return one integer.
+  [[nodiscard]] result<std::int64_t> scalar(const std::string& sql) {
+    auto q = query(sql);
+    if (!q) {
+      return q.error();
+    }
+    auto row = q->step();
+    if (!row) {
+      return row.error();
+    }
+    return *row ? q->int64(0) : 0;
+  }
+
+ private:
+  DbPtr db_;
+  std::unordered_map<std::string, StmtPtr> cache_;
+};
+
+namespace {
+
+// BEGIN IMMEDIATE takes the write lock up front, so a transaction never fails half-way on a
+// lock upgrade; an uncommitted transaction rolls back when this goes out of scope.
+class Transaction {
+ public:
+  [[nodiscard]] static result<Transaction> begin(SqliteCatalog::Impl& impl);
+  Transaction(Transaction&& o) noexcept : impl_(std::exchange(o.impl_, nullptr)) {}
+  Transaction(const Transaction&) = delete;
+  ~Transaction() {
+    if (impl_ != nullptr) {
+      (void)impl_->exec("ROLLBACK");
+    }
+  }
+  [[nodiscard]] result<void> commit() {
+    auto r = impl_->exec("COMMIT");
+    if (r) {
+      impl_ = nullptr;
+    }
+    return r;
+  }
+
+ private:
+  explicit Transaction(SqliteCatalog::Impl* impl) : impl_(impl) {}
+  SqliteCatalog::Impl* impl_;
+};
+
+result<Transaction> Transaction::begin(SqliteCatalog::Impl& impl) {
+  if (auto r = impl.exec("BEGIN IMMEDIATE"); !r) {
+    return r.error();
+  }
+  return Transaction(&impl);
+}
+
+}  // namespace
+
+// --- open and migrate -------------------------------------------------------------------------
+
+SqliteCatalog::SqliteCatalog(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+SqliteCatalog::~SqliteCatalog() = default;
+
+int SqliteCatalog::current_schema_version() { return static_cast<int>(kMigrations.size()); }
+
+result<std::unique_ptr<SqliteCatalog>> SqliteCatalog::open(const std::filesystem::path& path,
+                                                           const Options& options) {
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &raw,
+                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                                 nullptr);
+  DbPtr db(raw);  // sqlite3_open_v2 hands back a handle even on failure: own it first
+  if (rc != SQLITE_OK) {
+    return sqlite_error(db.get(), rc, "opening " + path.string());
+  }
+  sqlite3_extended_result_codes(db.get(), 1);
+  sqlite3_busy_timeout(db.get(), options.busy_timeout_ms);
+  auto impl = std::make_unique<Impl>(std::move(db));
+
+  // WAL lets readers go on while one writer commits. synchronous=FULL makes every commit
+  // durable before it returns: the catalog records which firmware a fleet runs, and losing the
+  // last commits on power failure would be worse than the fsync it costs.
+  for (const char* pragma :
+       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON"}) {
+    if (auto r = impl->exec(pragma); !r) {
+      return Error(r.error().code, path.string() + ": " + r.error().detail);
+    }
+  }
+  auto version = impl->scalar("PRAGMA user_version");
+  if (!version) {
+    return version.error();
+  }
+  if (*version > current_schema_version()) {
+    return Error(error::schema_too_new,
+                 path.string() + " has schema " + std::to_string(*version) +
+                     ", this fwdepot knows up to " + std::to_string(current_schema_version()));
+  }
+  for (auto v = static_cast<std::size_t>(*version); v < kMigrations.size(); ++v) {
+    auto tx = Transaction::begin(*impl);
+    if (!tx) {
+      return tx.error();
+    }
+    if (auto r = impl->exec(kMigrations[v]); !r) {
+      return Error(r.error().code, "migration " + std::to_string(v + 1) + ": " + r.error().detail);
+    }
+    const std::string bump = "PRAGMA user_version=" + std::to_string(v + 1);
+    if (auto r = impl->exec(bump.c_str()); !r) {
+      return r.error();
+    }
+    if (auto r = tx->commit(); !r) {
+      return r.error();
+    }
+  }
+  return std::unique_ptr<SqliteCatalog>(new SqliteCatalog(std::move(impl)));
+}
+
+result<std::string> SqliteCatalog::integrity_check() {
+  auto q = impl_->query("PRAGMA integrity_check");
+  if (!q) {
+    return q.error();
+  }
+  std::string out;
+  while (true) {
+    auto row = q->step();
+    if (!row) {
+      return row.error();
+    }
+    if (!*row) {
+      break;
+    }
+    out += (out.empty() ? "" : "\n") + q->text(0);
+  }
+  return out;
+}
+
+// --- images -----------------------------------------------------------------------------------
+
+result<std::int64_t> SqliteCatalog::insert_image(const NewImage& image) {
+  auto q = impl_->query(
+      "INSERT INTO images(name, version, models, size_bytes, sha256, envelope, signer_key_ids, "
+      "description, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+  if (!q) {
+    return q.error();
+  }
+  q->bind(1, image.name)
+      .bind(2, image.version)
+      .bind(3, to_json_array(image.models))
+      .bind(4, static_cast<std::int64_t>(image.size_bytes))
+      .bind(5, hex_encode(image.sha256))
+      .bind(6, image.envelope)
+      .bind(7, to_json_array(image.signer_key_ids))
+      .bind(8, image.description)
+      .bind(9, image.created_at);
+  if (auto r = q->run(); !r) {
+    if (r.error() == error::conflict) {
+      return Error(error::conflict, "image " + image.name + " " + image.version + " exists");
+    }
+    return r.error();
+  }
+  return sqlite3_last_insert_rowid(impl_->db());
+}
+
+result<ImageRecord> SqliteCatalog::find_image(std::int64_t id) {
+  auto q = impl_->query(std::string("SELECT ") + kImageColumns + " FROM images WHERE id = ?1");
+  if (!q) {
+    return q.error();
+  }
+  q->bind(1, id);
+  auto row = q->step();
+  if (!row) {
+    return row.error();
+  }
+  if (!*row) {
+    return Error(error::not_found, "image " + std::to_string(id));
+  }
+  return read_image(*q);
+}
+
+result<std::vector<ImageRecord>> SqliteCatalog::list_images() {
+  auto q = impl_->query(std::string("SELECT ") + kImageColumns +
+                        " FROM images ORDER BY created_at DESC, id DESC");
+  if (!q) {
+    return q.error();
+  }
+  std::vector<ImageRecord> out;
+  while (true) {
+    auto row = q->step();
+    if (!row) {
+      return row.error();
+    }
+    if (!*row) {
+      return out;
+    }
+    out.push_back(read_image(*q));
+  }
+}
+
+result<void> SqliteCatalog::delete_image(std::int64_t id) {
+  auto tx = Transaction::begin(*impl_);
+  if (!tx) {
+    return tx.error();
+  }
+  {
+    auto active = impl_->query(
+        "SELECT count(*) FROM deployments WHERE image_id = ?1 AND cancelled_at IS NULL");
+    if (!active) {
+      return active.error();
+    }
+    active->bind(1, id);
+    auto row = active->step();
+    if (!row) {
+      return row.error();
+    }
+    if (active->int64(0) > 0) {
+      return Error(error::in_use, "image " + std::to_string(id) + " has an active deployment");
+    }
+  }
+  auto q = impl_->query("DELETE FROM images WHERE id = ?1");
+  if (!q) {
+    return q.error();
+  }
+  q->bind(1, id);
+  if (auto r = q->run(); !r) {
+    return r.error();
+  }
+  if (sqlite3_changes(impl_->db()) == 0) {
+    return Error(error::not_found, "image " + std::to_string(id));
+  }
+  return tx->commit();
+}
+
+result<std::uint64_t> SqliteCatalog::count_images_with_blob(const Sha256Digest& d) {
+  auto q = impl_->query("SELECT count(*) FROM images WHERE sha256 = ?1");
+  if (!q) {
+    return q.error();
+  }
+  q->bind(1, hex_encode(d));
+  auto row = q->step();
+  if (!row) {
+    return row.error();
+  }
+  return static_cast<std::uint64_t>(q->int64(0));
+}
+
+result<std::vector<Sha256Digest>> SqliteCatalog::referenced_blobs() {
+  auto q = impl_->query("SELECT DISTINCT sha256 FROM images");
+  if (!q) {
+    return q.error();
+  }
+  std::vector<Sha256Digest> out;
+  while (true) {
+    auto row = q->step();
+    if (!row) {
+      return row.error();
+    }
+    if (!*row) {
+      return out;
+    }
+    auto d = parse_sha256_hex(q->text(0));
+    if (!d) {
+      return Error(error::corrupt, "images.sha256 holds '" + q->text(0) + "'");
+    }
+    out.push_back(*d);
+  }
+}
+
+// --- devices ----------------------------------------------------------------------------------
+
+result<DeviceRecord> SqliteCatalog::record_checkin(const DeviceCheckin& c, std::int64_t now) {
+  auto tx = Transaction::begin(*impl_);
+  if (!tx) {
+    return tx.error();
+  }
+  {
+    auto upsert = impl_->query(
+        "INSERT INTO devices(id, model, version, state, last_result, last_message, first_seen, "
+        "last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) "
+        "ON CONFLICT(id) DO UPDATE SET model = excluded.model, version = excluded.version, "
+        "state = excluded.state, last_result = coalesce(excluded.last_result, last_result), "
+        "last_message = coalesce(excluded.last_message, last_message), "
+        "last_seen = excluded.last_seen");
+    if (!upsert) {
+      return upsert.error();
+    }
+    upsert->bind(1, c.device_id)
+        .bind(2, c.model)
+        .bind(3, c.version)
+        .bind(4, c.state)
+        .bind_opt(5, c.result)
+        .bind_opt(6, c.message)
+        .bind(7, now);
+    if (auto r = upsert->run(); !r) {
+      return r.error();
+    }
+  }
+  if (auto e = append_event(DeviceEvent{.id = 0,
+                                        .device_id = c.device_id,
+                                        .at = now,
+                                        .kind = "checkin",
+                                        .state = c.state,
+                                        .version = c.version,
+                                        .result = c.result,
+                                        .message = c.message,
+                                        .image_id = std::nullopt});
+      !e) {
+    return e.error();
+  }
+  auto device = find_device(c.device_id);
+  if (!device) {
+    return device.error();
+  }
+  if (auto r = tx->commit(); !r) {
+    return r.error();
+  }
+  return device;
+}
+
+result<std::int64_t> SqliteCatalog::append_event(const DeviceEvent& e) {
+  auto q = impl_->query(
+      "INSERT INTO device_events(device_id, at, kind, state, version, result, message, image_id) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  if (!q) {
+    return q.error();
+  }
+  q->bind(1, e.device_id)
+      .bind(2, e.at)
+      .bind(3, e.kind)
+      .bind(4, e.state)
+      .bind(5, e.version)
+      .bind_opt(6, e.result)
+      .bind_opt(7, e.message)
+      .bind_opt(8, e.image_id);
+  if (auto r = q->run(); !r) {
+    if (r.error() == error::not_found) {
+      return Error(error::not_found, "device " + e.device_id);
+    }
+    return r.error();
+  }
+  return sqlite3_last_insert_rowid(impl_->db());
+}
+
+result<DeviceRecord> SqliteCatalog::find_device(std::string_view id) {
+  auto q = impl_->query(std::string("SELECT ") + kDeviceColumns + " FROM devices WHERE id = ?1");
+  if (!q) {
+    return q.error();
+  }
+  q->bind(1, id);
+  auto row = q->step();
+  if (!row) {
+    return row.error();
+  }
+  if (!*row) {
+    return Error(error::not_found, "device " + std::string(id));
+  }
+  return read_device(*q);
+}
+
+result<DevicePage> SqliteCatalog::list_devices(const DeviceQuery& query) {
+  // Only fixed SQL fragments are concatenated; every value is a bound parameter.
+  std::string where = " WHERE 1";
+  if (query.model) {
+    where += " AND model = ?1";
+  }
+  if (query.version) {
+    where += " AND version = ?2";
+  }
+  if (query.state) {
+    where += " AND state = ?3";
+  }
+  if (query.id_prefix) {
+    where += " AND substr(id, 1, length(?4)) = ?4";
+  }
+  const char* column = "id";
+  switch (query.sort) {
+    case DeviceQuery::Sort::id: column = "id"; break;
+    case DeviceQuery::Sort::last_seen: column = "last_seen"; break;
+    case DeviceQuery::Sort::version: column = "version"; break;
+    case DeviceQuery::Sort::model: column = "model"; break;
+    case DeviceQuery::Sort::state: column = "state"; break;
+  }
+  const std::string dir = query.descending ? " DESC" : " ASC";
+  const std::string order = std::string(" ORDER BY ") + column + dir + ", id" + dir;
+  auto bind_filters = [&](Query& q) {
+    if (query.model) {
+      q.bind(1, *query.model);
+    }
+    if (query.version) {
+      q.bind(2, *query.version);
+    }
+    if (query.state) {
+      q.bind(3, *query.state);
+    }
+    if (query.id_prefix) {
+      q.bind(4, *query.id_prefix);
+    }
+  };
+
+  DevicePage page;
+  {
+    auto count = impl_->query("SELECT count(*) FROM devices" + where);
+    if (!count) {
+      return count.error();
+    }
+    bind_filters(*count);
+    auto row = count->step();
+    if (!row) {
+      return row.error();
+    }
+    page.total = static_cast<std::uint64_t>(count->int64(0));
+  }
+  auto q = impl_->query(std::string("SELECT ") + kDeviceColumns + " FROM devices" + where +
+                        order + " LIMIT ?5 OFFSET ?6");
+  if (!q) {
+    return q.error();
+  }
+  bind_filters(*q);
+  q->bind(5, static_cast<std::int64_t>(std::min(query.limit, kMaxPageSize)))
+      .bind(6, static_cast<std::int64_t>(query.offset));
+  while (true) {
+    auto row = q->step();
+    if (!row) {
+      return row.error();
+    }
+    if (!*row) {
+      return page;
+    }
+    page.devices.push_back(read_device(*q));
+  }
+}
+
+result<std::vector<DeviceEvent>> SqliteCatalog::list_events(std::string_view device_id,
+                                                            std::int64_t after_id,
+                                                            std::size_t limit) {
+  auto q = impl_->query(
+      "SELECT id, device_id, at, kind, state, version, result, message, image_id "
+      "FROM device_events WHERE device_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3");
+  if (!q) {
+    return q.error();
+  }
+  q->bind(1, device_id)
+      .bind(2, after_id)
+      .bind(3, static_cast<std::int64_t>(std::min(limit, kMaxPageSize)));
+  std::vector<DeviceEvent> out;
+  while (true) {
+    auto row = q->step();
+    if (!row) {
+      return row.error();
+    }
+    if (!*row) {
+      return out;
+    }
+    out.push_back(DeviceEvent{q->int64(0), q->text(1), q->int64(2), q->text(3), q->text(4),
+                              q->text(5), q->opt_text(6), q->opt_text(7), q->opt_int64(8)});
+  }
+}
+
+// --- deployments ------------------------------------------------------------------------------
+
+result<std::int64_t> SqliteCatalog::create_deployment(const NewDeployment& d) {
+  if (d.devices.empty() && d.models.empty()) {
+    return Error(error::invalid_argument, "a deployment needs at least one device or model");
+  }
+  auto tx = Transaction::begin(*impl_);
+  if (!tx) {
+    return tx.error();
+  }
+  std::int64_t id = 0;
+  {
+    auto q = impl_->query(
+        "INSERT INTO deployments(image_id, allow_downgrade, created_at) VALUES (?1, ?2, ?3)");
+    if (!q) {
+      return q.error();
+    }
+    q->bind(1, d.image_id).bind(2, std::int64_t{d.allow_downgrade}).bind(3, d.created_at);
+    if (auto r = q->run(); !r) {
+      if (r.error() == error::not_found) {
+        return Error(error::not_found, "image " + std::to_string(d.image_id));
+      }
+      return r.error();
+    }
+    id = sqlite3_last_insert_rowid(impl_->db());
+  }
+  auto add_targets = [&](const std::vector<std::string>& values,
+                         std::string_view kind) -> result<void> {
+    for (const auto& v : values) {
+      auto q = impl_->query(
+          "INSERT OR IGNORE INTO deployment_targets(deployment_id, kind, value) "
+          "VALUES (?1, ?2, ?3)");
+      if (!q) {
+        return q.error();
+      }
+      q->bind(1, id).bind(2, kind).bind(3, v);
+      if (auto r = q->run(); !r) {
+        return r;
+      }
+    }
+    return {};
+  };
+  if (auto r = add_targets(d.devices, "device"); !r) {
+    return r.error();
+  }
+  if (auto r = add_targets(d.models, "model"); !r) {
+    return r.error();
+  }
+  if (auto r = tx->commit(); !r) {
+    return r.error();
+  }
+  return id;
+}
+
+namespace {
+
+constexpr const char* kDeploymentColumns =
+    "id, image_id, allow_downgrade, created_at, cancelled_at";
+
+DeploymentRecord read_deployment(const Query& q) {
+  DeploymentRecord r;
+  r.id = q.int64(0);
+  r.image_id = q.int64(1);
+  r.allow_downgrade = q.int64(2) != 0;
+  r.created_at = q.int64(3);
+  r.cancelled_at = q.opt_int64(4);
+  return r;
+}
+
+result<void> read_targets(SqliteCatalog::Impl& impl, DeploymentRecord& d) {
+  auto t = impl.query(
+      "SELECT kind, value FROM deployment_targets WHERE deployment_id = ?1 ORDER BY kind, value");
+  if (!t) {
+    return t.error();
+  }
+  t->bind(1, d.id);
+  while (true) {
+    auto row = t->step();
+    if (!row) {
+      return row.error();
+    }
+    if (!*row) {
+      return {};
+    }
+    (t->text(0) == "device" ? d.devices : d.models).push_back(t->text(1));
+  }
+}
+
+}  // namespace
+
+result<std::vector<DeploymentRecord>> SqliteCatalog::list_deployments() {
+  std::vector<DeploymentRecord> out;
+  {
+    auto q = impl_->query(std::string("SELECT ") + kDeploymentColumns +
+                          " FROM deployments ORDER BY created_at DESC, id DESC");
+    if (!q) {
+      return q.error();
+    }
+    while (true) {
+      auto row = q->step();
+      if (!row) {
+        return row.error();
+      }
+      if (!*row) {
+        break;
+      }
+      out.push_back(read_deployment(*q));
+    }
+  }
+  for (auto& d : out) {
+    if (auto r = read_targets(*impl_, d); !r) {
+      return r.error();
+    }
+  }
+  return out;
+}
+
+result<void> SqliteCatalog::cancel_deployment(std::int64_t id, std::int64_t now) {
+  auto q = impl_->query(
+      "UPDATE deployments SET cancelled_at = ?2 WHERE id = ?1 AND cancelled_at IS NULL");
+  if (!q) {
+    return q.error();
+  }
+  q->bind(1, id).bind(2, now);
+  if (auto r = q->run(); !r) {
+    return r;
+  }
+  if (sqlite3_changes(impl_->db()) == 0) {
+    return Error(error::not_found, "no active deployment " + std::to_string(id));
+  }
+  return {};
+}
+
+result<std::optional<Offer>> SqliteCatalog::find_offer(std::string_view device_id,
+                                                       std::string_view model) {
+  DeploymentRecord deployment;
+  {
+    auto q = impl_->query(
+        "SELECT d.id, d.image_id, d.allow_downgrade, d.created_at, d.cancelled_at "
+        "FROM deployment_targets t JOIN deployments d ON d.id = t.deployment_id "
+        "WHERE d.cancelled_at IS NULL AND ((t.kind = 'device' AND t.value = ?1) OR "
+        "(t.kind = 'model' AND t.value = ?2)) "
+        "ORDER BY (t.kind = 'device') DESC, d.created_at DESC, d.id DESC LIMIT 1");
+    if (!q) {
+      return q.error();
+    }
+    q->bind(1, device_id).bind(2, model);
+    auto row = q->step();
+    if (!row) {
+      return row.error();
+    }
+    if (!*row) {
+      return std::optional<Offer>();
+    }
+    deployment = read_deployment(*q);
+  }
+  if (auto r = read_targets(*impl_, deployment); !r) {
+    return r.error();
+  }
+  auto image = find_image(deployment.image_id);
+  if (!image) {
+    return image.error();
+  }
+  return std::optional<Offer>(Offer{std::move(deployment), std::move(*image)});
+}
+
+// --- admin tokens -----------------------------------------------------------------------------
+
+result<std::int64_t> SqliteCatalog::create_token(std::string_view name,
+                                                 std::string_view token_sha256_hex,
+                                                 std::int64_t now) {
+  if (name.empty() || token_sha256_hex.size() != 64) {
+    return Error(error::invalid_argument, "token name must be non-empty and hash 64 hex chars");
+  }
+  auto q = impl_->query(
+      "INSERT INTO admin_tokens(name, token_sha256, created_at) VALUES (?1, ?2, ?3)");
+  if (!q) {
+    return q.error();
+  }
+  q->bind(1, name).bind(2, token_sha256_hex).bind(3, now);
+  if (auto r = q->run(); !r) {
+    if (r.error() == error::conflict) {
+      return Error(error::conflict, "a live token named '" + std::string(name) + "' exists");
+    }
+    return r.error();
+  }
+  return sqlite3_last_insert_rowid(impl_->db());
+}
+
+result<AdminToken> SqliteCatalog::find_live_token(std::string_view token_sha256_hex) {
+  auto q = impl_->query(
+      "SELECT id, name, created_at, revoked_at FROM admin_tokens "
+      "WHERE token_sha256 = ?1 AND revoked_at IS NULL");
+  if (!q) {
+    return q.error();
+  }
+  q->bind(1, token_sha256_hex);
+  auto row = q->step();
+  if (!row) {
+    return row.error();
+  }
+  if (!*row) {
+    return Error(error::not_found, "no such token");
+  }
+  return AdminToken{q->int64(0), q->text(1), q->int64(2), q->opt_int64(3)};
+}
+
+result<void> SqliteCatalog::revoke_token(std::string_view name, std::int64_t now) {
+  auto q = impl_->query(
+      "UPDATE admin_tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL");
+  if (!q) {
+    return q.error();
+  }
+  q->bind(1, name).bind(2, now);
+  if (auto r = q->run(); !r) {
+    return r;
+  }
+  if (sqlite3_changes(impl_->db()) == 0) {
+    return Error(error::not_found, "no live token named '" + std::string(name) + "'");
+  }
+  return {};
+}
+
+result<std::vector<AdminToken>> SqliteCatalog::list_tokens() {
+  auto q = impl_->query(
+      "SELECT id, name, created_at, revoked_at FROM admin_tokens ORDER BY id");
+  if (!q) {
+    return q.error();
+  }
+  std::vector<AdminToken> out;
+  while (true) {
+    auto row = q->step();
+    if (!row) {
+      return row.error();
+    }
+    if (!*row) {
+      return out;
+    }
+    out.push_back(AdminToken{q->int64(0), q->text(1), q->int64(2), q->opt_int64(3)});
+  }
+}
+
+// --- PSKs -------------------------------------------------------------------------------------
+
+result<void> SqliteCatalog::put_psk(const PskCredential& psk, std::int64_t now) {
+  if (psk.identity.empty() || psk.key.empty()) {
+    return Error(error::invalid_argument, "PSK identity and key must be non-empty");
+  }
+  auto q = impl_->query(
+      "INSERT INTO psk_credentials(device_id, identity, key, updated_at) VALUES (?1, ?2, ?3, ?4) "
+      "ON CONFLICT(device_id) DO UPDATE SET identity = excluded.identity, key = excluded.key, "
+      "updated_at = excluded.updated_at");
+  if (!q) {
+    return q.error();
+  }
+  q->bind(1, psk.device_id).bind(2, psk.identity).bind_blob(3, psk.key).bind(4, now);
+  if (auto r = q->run(); !r) {
+    if (r.error() == error::conflict) {
+      return Error(error::conflict, "PSK identity is used by another device");
+    }
+    return r;
+  }
+  return {};
+}
+
+result<PskCredential> SqliteCatalog::find_psk(std::string_view identity) {
+  auto q = impl_->query(
+      "SELECT device_id, identity, key FROM psk_credentials WHERE identity = ?1");
+  if (!q) {
+    return q.error();
+  }
+  q->bind(1, identity);
+  auto row = q->step();
+  if (!row) {
+    return row.error();
+  }
+  if (!*row) {
+    return Error(error::not_found, "no such PSK identity");
+  }
+  return PskCredential{q->text(0), q->text(1), q->blob(2)};
+}
+
+result<void> SqliteCatalog::delete_psk(std::string_view device_id) {
+  auto q = impl_->query("DELETE FROM psk_credentials WHERE device_id = ?1");
+  if (!q) {
+    return q.error();
+  }
+  q->bind(1, device_id);
+  if (auto r = q->run(); !r) {
+    return r;
+  }
+  if (sqlite3_changes(impl_->db()) == 0) {
+    return Error(error::not_found, "device " + std::string(device_id) + " has no PSK");
+  }
+  return {};
+}
+
+// --- issued certificates ----------------------------------------------------------------------
+
+result<void> SqliteCatalog::record_certificate(const IssuedCertificate& c) {
+  auto q = impl_->query(
+      "INSERT INTO device_certificates(serial, device_id, model, issued_at, not_after, "
+      "revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+  if (!q) {
+    return q.error();
+  }
+  q->bind(1, c.serial_hex)
+      .bind(2, c.device_id)
+      .bind(3, c.model)
+      .bind(4, c.issued_at)
+      .bind(5, c.not_after)
+      .bind_opt(6, c.revoked_at);
+  return q->run();
+}
+
+result<std::size_t> SqliteCatalog::revoke_certificates(std::string_view device_id,
+                                                       std::int64_t now) {
+  auto tx = Transaction::begin(*impl_);
+  if (!tx) {
+    return tx.error();
+  }
+  {
+    auto known = impl_->query("SELECT count(*) FROM device_certificates WHERE device_id = ?1");
+    if (!known) {
+      return known.error();
+    }
+    known->bind(1, device_id);
+    if (auto row = known->step(); !row) {
+      return row.error();
+    }
+    if (known->int64(0) == 0) {
+      return Error(error::not_found,
+                   "no certificate was issued to device '" + std::string(device_id) + "'");
+    }
+  }
+  auto q = impl_->query(
+      "UPDATE device_certificates SET revoked_at = ?2 WHERE device_id = ?1 AND revoked_at IS NULL");
+  if (!q) {
+    return q.error();
+  }
+  q->bind(1, device_id).bind(2, now);
+  if (auto r = q->run(); !r) {
+    return r.error();
+  }
+  const auto changed = static_cast<std::size_t>(sqlite3_changes(impl_->db()));
+  if (auto r = tx->commit(); !r) {
+    return r.error();
+  }
+  return changed;
+}
+
+result<std::vector<IssuedCertificate>> SqliteCatalog::revoked_certificates() {
+  auto q = impl_->query(
+      "SELECT serial, device_id, model, issued_at, not_after, revoked_at FROM device_certificates "
+      "WHERE revoked_at IS NOT NULL ORDER BY revoked_at, serial");
+  if (!q) {
+    return q.error();
+  }
+  std::vector<IssuedCertificate> out;
+  while (true) {
+    auto row = q->step();
+    if (!row) {
+      return row.error();
+    }
+    if (!*row) {
+      return out;
+    }
+    out.push_back(IssuedCertificate{q->text(0), q->text(1), q->text(2), q->int64(3), q->int64(4),
+                                    q->opt_int64(5)});
+  }
+}
+
+}  // namespace fwdepot::storage

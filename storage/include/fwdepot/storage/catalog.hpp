@@ -1,0 +1,204 @@
+// SPDX-License-Identifier: Apache-2.0
+// The catalog: everything fwdepot knows except image bytes. An abstract interface, because a
+// PostgreSQL backend will sit beside SQLite when fwdepot scales out; callers never see SQL.
+//
+// All times are unix seconds supplied by the caller. Every method may also fail with
+// error::busy, error::io_error, error::no_space or error::corrupt from the backend; only the
+// errors specific to a method are listed with it. A failed call changes nothing.
+#pragma once
+
+#include "fwdepot/core/encoding.hpp"
+#include "fwdepot/core/error.hpp"
+#include "fwdepot/storage/error.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace fwdepot::storage {
+
+struct NewImage {
+  std::string name;
+  std::string version;  // SemVer text as signed
+  std::vector<std::string> models;
+  std::uint64_t size_bytes = 0;
+  Sha256Digest sha256{};
+  std::string envelope;  // the DSSE envelope JSON exactly as uploaded
+  std::vector<std::string> signer_key_ids;
+  std::string description;
+  std::int64_t created_at = 0;  // upload time
+};
+
+struct ImageRecord : NewImage {
+  std::int64_t id = 0;
+};
+
+struct DeviceCheckin {
+  std::string device_id;
+  std::string model;
+  std::string version;
+  std::string state;                   // LwM2M state name: idle, downloading, ...
+  std::optional<std::string> result;   // LwM2M result name of the last update, if reported
+  std::optional<std::string> message;  // free text from the device, stored as text
+};
+
+struct DeviceRecord {
+  std::string id;
+  std::string model;
+  std::string version;
+  std::string state;
+  std::optional<std::string> last_result;
+  std::optional<std::string> last_message;
+  std::int64_t first_seen = 0;
+  std::int64_t last_seen = 0;
+};
+
+struct DeviceEvent {
+  std::int64_t id = 0;
+  std::string device_id;
+  std::int64_t at = 0;
+  std::string kind;  // "checkin", "state", "offer", ...
+  std::string state;
+  std::string version;
+  std::optional<std::string> result;
+  std::optional<std::string> message;
+  std::optional<std::int64_t> image_id;
+};
+
+struct DeviceQuery {
+  std::optional<std::string> model;
+  std::optional<std::string> version;
+  std::optional<std::string> state;
+  std::optional<std::string> id_prefix;  // search
+  enum class Sort { id, last_seen, version, model, state } sort = Sort::id;
+  bool descending = false;
+  std::size_t limit = 50;  // capped at kMaxPageSize
+  std::size_t offset = 0;
+};
+inline constexpr std::size_t kMaxPageSize = 1000;
+
+struct DevicePage {
+  std::vector<DeviceRecord> devices;
+  std::uint64_t total = 0;  // matching devices over all pages
+};
+
+struct NewDeployment {
+  std::int64_t image_id = 0;
+  std::vector<std::string> devices;  // device-level targets
+  std::vector<std::string> models;   // model-level targets
+  bool allow_downgrade = false;
+  std::int64_t created_at = 0;
+};
+
+struct DeploymentRecord : NewDeployment {
+  std::int64_t id = 0;
+  std::optional<std::int64_t> cancelled_at;
+};
+
+struct Offer {
+  DeploymentRecord deployment;
+  ImageRecord image;
+};
+
+struct AdminToken {
+  std::int64_t id = 0;
+  std::string name;
+  std::int64_t created_at = 0;
+  std::optional<std::int64_t> revoked_at;
+};
+
+struct PskCredential {
+  std::string device_id;
+  std::string identity;
+  std::string key;  // raw key bytes; never log
+};
+
+struct IssuedCertificate {
+  std::string serial_hex;
+  std::string device_id;
+  std::string model;
+  std::int64_t issued_at = 0;
+  std::int64_t not_after = 0;
+  std::optional<std::int64_t> revoked_at;
+};
+
+class Catalog {
+ public:
+  virtual ~Catalog() = default;
+
+  // --- images ---
+  /// Adds an image row and returns its id. Callers commit the blob first (see image_store.hpp).
+  /// Errors: error::conflict if name+version exists.
+  [[nodiscard]] virtual result<std::int64_t> insert_image(const NewImage& image) = 0;
+  /// Errors: error::not_found.
+  [[nodiscard]] virtual result<ImageRecord> find_image(std::int64_t id) = 0;
+  /// Newest first.
+  [[nodiscard]] virtual result<std::vector<ImageRecord>> list_images() = 0;
+  /// Removes the row and its cancelled deployments. Errors: error::not_found, error::in_use
+  /// while a deployment that is not cancelled targets it.
+  [[nodiscard]] virtual result<void> delete_image(std::int64_t id) = 0;
+  /// How many image rows reference a blob (blobs are shared between equal payloads).
+  [[nodiscard]] virtual result<std::uint64_t> count_images_with_blob(const Sha256Digest& d) = 0;
+  /// Every blob digest some image row references.
+  [[nodiscard]] virtual result<std::vector<Sha256Digest>> referenced_blobs() = 0;
+
+  // --- devices and their history ---
+  /// Registers the device on first sight, updates its model, version, state and result, and
+  /// appends a "checkin" event, in one transaction. Returns the updated record.
+  [[nodiscard]] virtual result<DeviceRecord> record_checkin(const DeviceCheckin& c,
+                                                            std::int64_t now) = 0;
+  /// Appends an event to an existing device. Errors: error::not_found.
+  [[nodiscard]] virtual result<std::int64_t> append_event(const DeviceEvent& e) = 0;
+  /// Errors: error::not_found.
+  [[nodiscard]] virtual result<DeviceRecord> find_device(std::string_view id) = 0;
+  [[nodiscard]] virtual result<DevicePage> list_devices(const DeviceQuery& q) = 0;
+  /// Oldest first, at most `limit` events with id greater than `after_id`.
+  [[nodiscard]] virtual result<std::vector<DeviceEvent>> list_events(std::string_view device_id,
+                                                                     std::int64_t after_id,
+                                                                     std::size_t limit) = 0;
+
+  // --- deployments ---
+  /// Errors: error::not_found (no such image), error::invalid_argument (no targets).
+  [[nodiscard]] virtual result<std::int64_t> create_deployment(const NewDeployment& d) = 0;
+  /// Newest first, cancelled ones included.
+  [[nodiscard]] virtual result<std::vector<DeploymentRecord>> list_deployments() = 0;
+  /// Errors: error::not_found (no such deployment, or already cancelled).
+  [[nodiscard]] virtual result<void> cancel_deployment(std::int64_t id, std::int64_t now) = 0;
+  /// The deployment that applies to this device: a device-level target wins over a model-level
+  /// one, and the newest wins at the same level; cancelled deployments never apply. Version
+  /// and rollback checks are the caller's. Returns nullopt when nothing applies.
+  [[nodiscard]] virtual result<std::optional<Offer>> find_offer(std::string_view device_id,
+                                                                std::string_view model) = 0;
+
+  // --- admin tokens (only SHA-256 hashes are stored) ---
+  /// Errors: error::conflict (a live token with that name, or that hash, exists).
+  [[nodiscard]] virtual result<std::int64_t> create_token(std::string_view name,
+                                                          std::string_view token_sha256_hex,
+                                                          std::int64_t now) = 0;
+  /// The live (unrevoked) token with this hash. Errors: error::not_found.
+  [[nodiscard]] virtual result<AdminToken> find_live_token(std::string_view token_sha256_hex) = 0;
+  /// Errors: error::not_found (no live token of that name).
+  [[nodiscard]] virtual result<void> revoke_token(std::string_view name, std::int64_t now) = 0;
+  [[nodiscard]] virtual result<std::vector<AdminToken>> list_tokens() = 0;
+
+  // --- CoAPS pre-shared keys ---
+  /// Sets (or replaces) a device's PSK. Errors: error::conflict (identity used by another).
+  [[nodiscard]] virtual result<void> put_psk(const PskCredential& psk, std::int64_t now) = 0;
+  /// Errors: error::not_found.
+  [[nodiscard]] virtual result<PskCredential> find_psk(std::string_view identity) = 0;
+  /// Errors: error::not_found.
+  [[nodiscard]] virtual result<void> delete_psk(std::string_view device_id) = 0;
+
+  // --- issued device certificates, for revocation by device id ---
+  /// Errors: error::conflict (serial already recorded).
+  [[nodiscard]] virtual result<void> record_certificate(const IssuedCertificate& c) = 0;
+  /// Marks every unrevoked certificate of the device revoked; returns how many.
+  /// Errors: error::not_found (the device never had a certificate).
+  [[nodiscard]] virtual result<std::size_t> revoke_certificates(std::string_view device_id,
+                                                                std::int64_t now) = 0;
+  /// Every revoked certificate, oldest revocation first (the CRL's contents).
+  [[nodiscard]] virtual result<std::vector<IssuedCertificate>> revoked_certificates() = 0;
+};
+
+}  // namespace fwdepot::storage

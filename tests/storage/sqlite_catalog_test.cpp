@@ -1,0 +1,296 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "fwdepot/storage/sqlite_catalog.hpp"
+
+#include "support/temp_dir.hpp"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <fstream>
+
+namespace fwdepot::storage {
+namespace {
+
+using fwdepot::testing::TempDir;
+
+NewImage image(std::string name, std::string version, std::int64_t at = 100) {
+  NewImage i;
+  i.name = std::move(name);
+  i.version = std::move(version);
+  i.models = {"board-a", "board-b"};
+  i.size_bytes = 1234;
+  i.sha256 = sha256(i.name + i.version);
+  i.envelope = R"({"payloadType":"x"})";
+  i.signer_key_ids = {"abc", "def"};
+  i.description = "desc";
+  i.created_at = at;
+  return i;
+}
+
+class SqliteCatalogTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto opened = SqliteCatalog::open(dir_ / "fwdepot.db");
+    ASSERT_TRUE(opened) << opened.error();
+    catalog_ = std::move(*opened);
+  }
+  std::int64_t add(const NewImage& i) {
+    auto id = catalog_->insert_image(i);
+    EXPECT_TRUE(id) << id.error();
+    return id ? *id : 0;
+  }
+  TempDir dir_;
+  std::unique_ptr<SqliteCatalog> catalog_;
+};
+
+int user_version(const std::filesystem::path& db_path) {
+  sqlite3* db = nullptr;
+  sqlite3_open(db_path.c_str(), &db);
+  sqlite3_stmt* stmt = nullptr;
+  sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, nullptr);
+  sqlite3_step(stmt);
+  const int v = sqlite3_column_int(stmt, 0);
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return v;
+}
+
+TEST(SqliteCatalogOpen, MigratesAnEmptyDatabaseAndReopensAsANoOp) {
+  TempDir dir;
+  const auto path = dir / "fwdepot.db";
+  {
+    auto c = SqliteCatalog::open(path);
+    ASSERT_TRUE(c) << c.error();
+    EXPECT_EQ(*(*c)->integrity_check(), "ok");
+  }
+  EXPECT_EQ(user_version(path), SqliteCatalog::current_schema_version());
+  {
+    auto c = SqliteCatalog::open(path);
+    ASSERT_TRUE(c) << c.error();
+    auto id = (*c)->insert_image(image("fw", "1.0.0"));
+    ASSERT_TRUE(id);
+  }
+  auto c = SqliteCatalog::open(path);
+  ASSERT_TRUE(c);
+  EXPECT_EQ((*c)->list_images()->size(), 1u);
+  EXPECT_EQ(user_version(path), SqliteCatalog::current_schema_version());
+}
+
+TEST(SqliteCatalogOpen, RefusesADatabaseFromANewerFwdepot) {
+  TempDir dir;
+  const auto path = dir / "fwdepot.db";
+  ASSERT_TRUE(SqliteCatalog::open(path));
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_exec(db, "PRAGMA user_version=999", nullptr, nullptr, nullptr);
+  sqlite3_close(db);
+  auto c = SqliteCatalog::open(path);
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error(), error::schema_too_new);
+}
+
+TEST(SqliteCatalogOpen, ReportsAFileThatIsNotADatabaseAsCorrupt) {
+  TempDir dir;
+  const auto path = dir / "fwdepot.db";
+  std::ofstream(path) << std::string(8192, 'x');
+  auto c = SqliteCatalog::open(path);
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error(), error::corrupt);
+}
+
+TEST_F(SqliteCatalogTest, StoresAndListsImages) {
+  const NewImage a = image("fw", "1.0.0", 100);
+  const std::int64_t id = add(a);
+  add(image("fw", "1.1.0", 200));
+  auto found = catalog_->find_image(id);
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->name, "fw");
+  EXPECT_EQ(found->version, "1.0.0");
+  EXPECT_EQ(found->models, a.models);
+  EXPECT_EQ(found->size_bytes, a.size_bytes);
+  EXPECT_EQ(found->sha256, a.sha256);
+  EXPECT_EQ(found->envelope, a.envelope);
+  EXPECT_EQ(found->signer_key_ids, a.signer_key_ids);
+  EXPECT_EQ(found->created_at, 100);
+  auto all = catalog_->list_images();
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].version, "1.1.0");  // newest first
+  EXPECT_EQ(catalog_->find_image(9999).error(), error::not_found);
+}
+
+TEST_F(SqliteCatalogTest, RefusesTheSameNameAndVersionTwice) {
+  add(image("fw", "1.0.0"));
+  auto again = catalog_->insert_image(image("fw", "1.0.0"));
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error(), error::conflict);
+  EXPECT_EQ(catalog_->list_images()->size(), 1u);
+}
+
+TEST_F(SqliteCatalogTest, DeletesImagesOnlyWhenNoActiveDeploymentUsesThem) {
+  const std::int64_t id = add(image("fw", "1.0.0"));
+  auto dep = catalog_->create_deployment({id, {}, {"board-a"}, false, 10});
+  ASSERT_TRUE(dep);
+  EXPECT_EQ(catalog_->delete_image(id).error(), error::in_use);
+  ASSERT_TRUE(catalog_->cancel_deployment(*dep, 11));
+  EXPECT_TRUE(catalog_->delete_image(id));
+  EXPECT_EQ(catalog_->delete_image(id).error(), error::not_found);
+  EXPECT_TRUE(catalog_->list_deployments()->empty());
+}
+
+TEST_F(SqliteCatalogTest, CountsBlobReferences) {
+  NewImage a = image("fw", "1.0.0");
+  NewImage b = image("fw", "1.0.1");
+  b.sha256 = a.sha256;
+  add(a);
+  add(b);
+  EXPECT_EQ(*catalog_->count_images_with_blob(a.sha256), 2u);
+  EXPECT_EQ(catalog_->referenced_blobs()->size(), 1u);
+}
+
+TEST_F(SqliteCatalogTest, RecordsCheckinsWithHistoryInOrder) {
+  auto first = catalog_->record_checkin({"dev-1", "board-a", "1.0.0", "idle", {}, {}}, 100);
+  ASSERT_TRUE(first) << first.error();
+  EXPECT_EQ(first->first_seen, 100);
+  ASSERT_TRUE(catalog_->append_event({0, "dev-1", 150, "state", "downloading", "1.0.0", {}, {}, 7}));
+  auto second = catalog_->record_checkin(
+      {"dev-1", "board-a", "1.1.0", "idle", "success", "<b>hi</b>"}, 200);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->first_seen, 100);
+  EXPECT_EQ(second->last_seen, 200);
+  EXPECT_EQ(second->version, "1.1.0");
+  EXPECT_EQ(second->last_result, "success");
+  EXPECT_EQ(second->last_message, "<b>hi</b>");
+  EXPECT_EQ(catalog_->append_event({0, "nobody", 1, "state", "idle", "1.0.0", {}, {}, {}}).error(),
+            error::not_found);
+  auto events = catalog_->list_events("dev-1", 0, 100);
+  ASSERT_TRUE(events);
+  ASSERT_EQ(events->size(), 3u);
+  EXPECT_EQ((*events)[0].kind, "checkin");
+  EXPECT_EQ((*events)[1].state, "downloading");
+  EXPECT_EQ((*events)[1].image_id, 7);
+  EXPECT_EQ((*events)[2].result, "success");
+  auto after = catalog_->list_events("dev-1", (*events)[1].id, 100);
+  ASSERT_EQ(after->size(), 1u);
+  EXPECT_EQ(catalog_->find_device("nobody").error(), error::not_found);
+}
+
+TEST_F(SqliteCatalogTest, PagesFiltersAndSortsDevices) {
+  for (int i = 0; i < 25; ++i) {
+    const std::string id = "dev-" + std::string(i < 10 ? "0" : "") + std::to_string(i);
+    ASSERT_TRUE(catalog_->record_checkin(
+        {id, i % 2 ? "odd" : "even", i < 5 ? "2.0.0" : "1.0.0", "idle", {}, {}}, 1000 - i));
+  }
+  DeviceQuery q;
+  q.limit = 10;
+  auto page = catalog_->list_devices(q);
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->total, 25u);
+  ASSERT_EQ(page->devices.size(), 10u);
+  EXPECT_EQ(page->devices[0].id, "dev-00");
+  q.offset = 20;
+  EXPECT_EQ(catalog_->list_devices(q)->devices.size(), 5u);
+  DeviceQuery odd;
+  odd.model = "odd";
+  odd.version = "1.0.0";
+  odd.sort = DeviceQuery::Sort::last_seen;
+  odd.descending = true;
+  page = catalog_->list_devices(odd);
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->total, 10u);  // odd i in 5..24
+  EXPECT_EQ(page->devices.front().id, "dev-05");
+  DeviceQuery search;
+  search.id_prefix = "dev-1";
+  EXPECT_EQ(catalog_->list_devices(search)->total, 10u);
+  DeviceQuery hostile;
+  hostile.id_prefix = "'; DROP TABLE devices; --";
+  EXPECT_EQ(catalog_->list_devices(hostile)->total, 0u);
+  EXPECT_EQ(catalog_->list_devices({})->total, 25u);
+}
+
+TEST_F(SqliteCatalogTest, OffersPreferDeviceTargetsThenTheNewest) {
+  const std::int64_t old_img = add(image("fw", "1.0.0"));
+  const std::int64_t new_img = add(image("fw", "2.0.0"));
+  const std::int64_t pinned = add(image("fw", "1.5.0"));
+  EXPECT_FALSE(*catalog_->find_offer("dev-1", "board-a"));
+
+  auto m1 = catalog_->create_deployment({old_img, {}, {"board-a"}, false, 10});
+  auto m2 = catalog_->create_deployment({new_img, {}, {"board-a"}, false, 20});
+  ASSERT_TRUE(m1 && m2);
+  auto offer = catalog_->find_offer("dev-1", "board-a");
+  ASSERT_TRUE(offer && *offer);
+  EXPECT_EQ((*offer)->image.id, new_img);  // newest at the model level
+  EXPECT_FALSE(*catalog_->find_offer("dev-1", "board-z"));
+
+  auto d = catalog_->create_deployment({pinned, {"dev-1"}, {}, true, 5});
+  ASSERT_TRUE(d);
+  offer = catalog_->find_offer("dev-1", "board-a");
+  ASSERT_TRUE(offer && *offer);
+  EXPECT_EQ((*offer)->image.id, pinned);  // device level wins although older
+  EXPECT_TRUE((*offer)->deployment.allow_downgrade);
+  EXPECT_EQ((*offer)->deployment.devices, std::vector<std::string>{"dev-1"});
+  EXPECT_EQ((*catalog_->find_offer("dev-2", "board-a"))->image.id, new_img);
+
+  ASSERT_TRUE(catalog_->cancel_deployment(*d, 30));
+  EXPECT_EQ((*catalog_->find_offer("dev-1", "board-a"))->image.id, new_img);
+  ASSERT_TRUE(catalog_->cancel_deployment(*m2, 31));
+  EXPECT_EQ((*catalog_->find_offer("dev-1", "board-a"))->image.id, old_img);
+  EXPECT_EQ(catalog_->cancel_deployment(*m2, 32).error(), error::not_found);
+}
+
+TEST_F(SqliteCatalogTest, RefusesDeploymentsWithoutImageOrTargets) {
+  const std::int64_t id = add(image("fw", "1.0.0"));
+  EXPECT_EQ(catalog_->create_deployment({id, {}, {}, false, 1}).error(), error::invalid_argument);
+  EXPECT_EQ(catalog_->create_deployment({id + 100, {"d"}, {}, false, 1}).error(),
+            error::not_found);
+  EXPECT_TRUE(catalog_->list_deployments()->empty());
+}
+
+TEST_F(SqliteCatalogTest, KeepsTokenHashesAndRevokesByName) {
+  const std::string hash(64, 'a');
+  ASSERT_TRUE(catalog_->create_token("alice", hash, 10));
+  EXPECT_EQ(catalog_->create_token("alice", std::string(64, 'b'), 11).error(), error::conflict);
+  EXPECT_EQ(catalog_->create_token("bob", hash, 11).error(), error::conflict);
+  auto found = catalog_->find_live_token(hash);
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->name, "alice");
+  ASSERT_TRUE(catalog_->revoke_token("alice", 20));
+  EXPECT_EQ(catalog_->find_live_token(hash).error(), error::not_found);
+  EXPECT_EQ(catalog_->revoke_token("alice", 21).error(), error::not_found);
+  // The name is free again once its token is revoked.
+  EXPECT_TRUE(catalog_->create_token("alice", std::string(64, 'c'), 22));
+  EXPECT_EQ(catalog_->list_tokens()->size(), 2u);
+  EXPECT_EQ(catalog_->create_token("x", "short", 1).error(), error::invalid_argument);
+}
+
+TEST_F(SqliteCatalogTest, StoresPskByIdentity) {
+  ASSERT_TRUE(catalog_->put_psk({"dev-1", "id-1", std::string("\x00\x01key", 5)}, 1));
+  auto psk = catalog_->find_psk("id-1");
+  ASSERT_TRUE(psk);
+  EXPECT_EQ(psk->device_id, "dev-1");
+  EXPECT_EQ(psk->key, std::string("\x00\x01key", 5));
+  EXPECT_EQ(catalog_->put_psk({"dev-2", "id-1", "k"}, 2).error(), error::conflict);
+  ASSERT_TRUE(catalog_->put_psk({"dev-1", "id-1b", "k2"}, 3));  // rotation
+  EXPECT_EQ(catalog_->find_psk("id-1").error(), error::not_found);
+  ASSERT_TRUE(catalog_->delete_psk("dev-1"));
+  EXPECT_EQ(catalog_->delete_psk("dev-1").error(), error::not_found);
+}
+
+TEST_F(SqliteCatalogTest, RevokesEveryCertificateOfADevice) {
+  ASSERT_TRUE(catalog_->record_certificate({"aa01", "dev-1", "m", 1, 100, {}}));
+  ASSERT_TRUE(catalog_->record_certificate({"aa02", "dev-1", "m", 2, 100, {}}));
+  ASSERT_TRUE(catalog_->record_certificate({"bb01", "dev-2", "m", 3, 100, {}}));
+  EXPECT_EQ(catalog_->record_certificate({"aa01", "dev-9", "m", 1, 1, {}}).error(),
+            error::conflict);
+  EXPECT_EQ(*catalog_->revoke_certificates("dev-1", 50), 2u);
+  EXPECT_EQ(*catalog_->revoke_certificates("dev-1", 60), 0u);  // already revoked
+  EXPECT_EQ(catalog_->revoke_certificates("nobody", 60).error(), error::not_found);
+  auto revoked = catalog_->revoked_certificates();
+  ASSERT_TRUE(revoked);
+  ASSERT_EQ(revoked->size(), 2u);
+  EXPECT_EQ((*revoked)[0].serial_hex, "aa01");
+  EXPECT_EQ((*revoked)[0].revoked_at, 50);
+}
+
+}  // namespace
+}  // namespace fwdepot::storage
