@@ -486,20 +486,14 @@ result<Certificate> CertificateAuthority::issue_server(const PublicKey& subject_
                                                        std::span<const std::string> ip_addresses,
                                                        std::int64_t now,
                                                        int validity_days) const {
-  if (dns_names.empty() && ip_addresses.empty()) {
-    return Error(error::invalid_name, "a server certificate needs a DNS name or an IP address");
+  if (auto ok = validate_server_names(dns_names, ip_addresses); !ok) {
+    return ok.error();
   }
   std::string san;
   for (const auto& dns : dns_names) {
-    if (!is_dns_name(dns)) {
-      return Error(error::invalid_name, "'" + dns + "' is not a DNS name");
-    }
     san += (san.empty() ? "DNS:" : ",DNS:") + dns;
   }
   for (const auto& ip : ip_addresses) {
-    if (!is_ip_address(ip)) {
-      return Error(error::invalid_name, "'" + ip + "' is not an IP address");
-    }
     san += (san.empty() ? "IP:" : ",IP:") + ip;
   }
   const std::string cn = dns_names.empty() ? ip_addresses.front() : dns_names.front();
@@ -586,6 +580,24 @@ result<Crl> CertificateAuthority::make_crl(std::span<const RevokedEntry> revoked
     return crypto_error("signing the CRL");
   }
   return Crl(std::move(crl));
+}
+
+result<void> validate_server_names(std::span<const std::string> dns_names,
+                                   std::span<const std::string> ip_addresses) {
+  if (dns_names.empty() && ip_addresses.empty()) {
+    return Error(error::invalid_name, "a server certificate needs a DNS name or an IP address");
+  }
+  for (const auto& dns : dns_names) {
+    if (!is_dns_name(dns)) {
+      return Error(error::invalid_name, "'" + dns + "' is not a DNS name");
+    }
+  }
+  for (const auto& ip : ip_addresses) {
+    if (!is_ip_address(ip)) {
+      return Error(error::invalid_name, "'" + ip + "' is not an IP address");
+    }
+  }
+  return {};
 }
 
 // --- verification --------------------------------------------------------------------------

@@ -39,4 +39,33 @@ struct VerifyOptions {
 };
 int run_verify(const VerifyOptions& o);
 
+struct InitOptions {
+  std::filesystem::path data_dir;
+  std::vector<std::string> server_names;  // default: localhost
+  std::vector<std::string> ips;           // default: 127.0.0.1 and ::1
+};
+int run_init(const InitOptions& o);
+
+struct IssueDeviceOptions {
+  std::filesystem::path data_dir;
+  std::string id;
+  std::string model;
+  std::filesystem::path out_prefix;
+  int validity_days = 825;
+};
+int run_certs_issue_device(const IssueDeviceOptions& o);
+
+struct RevokeOptions {
+  std::filesystem::path data_dir;
+  std::string id;
+};
+int run_certs_revoke(const RevokeOptions& o);
+
+struct TokenOptions {
+  std::filesystem::path data_dir;
+  std::string name;
+};
+int run_token_create(const TokenOptions& o);
+int run_token_revoke(const TokenOptions& o);
+
 }  // namespace fwdepot::cli

@@ -100,56 +100,90 @@ result<FileDigest> hash_file(const std::filesystem::path& path) {
   return out;
 }
 
+namespace {
+
+// Writes `contents` to a fresh temporary file beside `path` and fsyncs it; returns its name.
+result<std::filesystem::path> write_temp_beside(const std::filesystem::path& path,
+                                                std::string_view contents,
+                                                std::filesystem::perms mode) {
+  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
+  auto suffix = random_bytes(8);
+  if (!suffix) {
+    return suffix.error();
+  }
+  std::filesystem::path tmp =
+      dir / ("." + path.filename().string() + ".tmp-" + hex_encode(*suffix));
+  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, static_cast<mode_t>(mode)));
+  if (fd.get() < 0) {
+    return io_error(tmp, "cannot create", errno);
+  }
+  std::size_t done = 0;
+  while (done < contents.size()) {
+    const ssize_t n = ::write(fd.get(), contents.data() + done, contents.size() - done);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      const int err = errno;
+      ::unlink(tmp.c_str());
+      return io_error(tmp, "write failed", err);
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd.get()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    return io_error(tmp, "fsync failed", err);
+  }
+  return tmp;
+}
+
+void fsync_parent(const std::filesystem::path& path) {
+  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
+  Fd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dfd.get() >= 0) {
+    ::fsync(dfd.get());
+  }
+}
+
+}  // namespace
+
 result<void> write_new_file(const std::filesystem::path& path, std::string_view contents,
                             std::filesystem::perms mode) {
   std::error_code ec;
   if (std::filesystem::exists(path, ec)) {
     return io_error(path, "already exists; refusing to overwrite it", EEXIST);
   }
-  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
-  auto suffix = random_bytes(8);
-  if (!suffix) {
-    return suffix.error();
+  auto tmp = write_temp_beside(path, contents, mode);
+  if (!tmp) {
+    return tmp.error();
   }
-  const std::filesystem::path tmp = dir / ("." + path.filename().string() + ".tmp-" +
-                                           hex_encode(*suffix));
-  {
-    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-                 static_cast<mode_t>(mode)));
-    if (fd.get() < 0) {
-      return io_error(tmp, "cannot create", errno);
-    }
-    std::size_t done = 0;
-    while (done < contents.size()) {
-      const ssize_t n = ::write(fd.get(), contents.data() + done, contents.size() - done);
-      if (n < 0 && errno == EINTR) {
-        continue;
-      }
-      if (n < 0) {
-        const int err = errno;
-        ::unlink(tmp.c_str());
-        return io_error(tmp, "write failed", err);
-      }
-      done += static_cast<std::size_t>(n);
-    }
-    if (::fsync(fd.get()) != 0) {
-      const int err = errno;
-      ::unlink(tmp.c_str());
-      return io_error(tmp, "fsync failed", err);
-    }
-  }
-  const int linked = ::link(tmp.c_str(), path.c_str());
+  // link(2), unlike rename(2), refuses to replace an existing file: the no-clobber check and the
+  // creation are one atomic step.
+  const int linked = ::link(tmp->c_str(), path.c_str());
   const int link_err = errno;
-  ::unlink(tmp.c_str());
+  ::unlink(tmp->c_str());
   if (linked != 0) {
     return io_error(path, link_err == EEXIST ? "already exists; refusing to overwrite it"
                                              : "cannot create",
                     link_err);
   }
-  Fd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dfd.get() >= 0) {
-    ::fsync(dfd.get());
+  fsync_parent(path);
+  return {};
+}
+
+result<void> replace_file(const std::filesystem::path& path, std::string_view contents,
+                          std::filesystem::perms mode) {
+  auto tmp = write_temp_beside(path, contents, mode);
+  if (!tmp) {
+    return tmp.error();
   }
+  if (::rename(tmp->c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp->c_str());
+    return io_error(path, "cannot replace", err);
+  }
+  fsync_parent(path);
   return {};
 }
 

@@ -41,4 +41,9 @@ struct FileDigest {
                                           std::string_view contents,
                                           std::filesystem::perms mode);
 
+/// Replaces (or creates) `path` atomically and durably: a reader sees the old or the new
+/// contents, never a mix, whatever crashes. Used for files that are re-issued, like the CRL.
+[[nodiscard]] result<void> replace_file(const std::filesystem::path& path,
+                                        std::string_view contents, std::filesystem::perms mode);
+
 }  // namespace fwdepot::cli

@@ -66,6 +66,52 @@ int main(int argc, char** argv) {
   verify_cmd->add_option("image", verify.image, "The firmware image")->required();
   verify_cmd->callback([&] { exit_code = run_verify(verify); });
 
+  InitOptions init;
+  auto* init_cmd = app.add_subcommand(
+      "init", "Create a data directory: development PKI, signing key, config, database");
+  init_cmd->add_option("--data", init.data_dir, "Data directory")->required();
+  init_cmd->add_option("--server-name", init.server_names,
+                       "DNS name for the server certificate (repeatable; default localhost)")
+      ->allow_extra_args(false);
+  init_cmd->add_option("--ip", init.ips,
+                       "IP address for the server certificate (repeatable; default 127.0.0.1 "
+                       "and ::1 when no name is given)")
+      ->allow_extra_args(false);
+  init_cmd->callback([&] { exit_code = run_init(init); });
+
+  auto* certs = app.add_subcommand("certs", "Issue and revoke device certificates");
+  certs->require_subcommand(1);
+  IssueDeviceOptions issue;
+  auto* issue_cmd = certs->add_subcommand("issue-device", "Issue a device certificate and key");
+  issue_cmd->add_option("--data", issue.data_dir, "Data directory")->required();
+  issue_cmd->add_option("--id", issue.id, "Device id (becomes the certificate CN)")->required();
+  issue_cmd->add_option("--model", issue.model, "Device model (recorded in the certificate)");
+  issue_cmd->add_option("--out", issue.out_prefix, "Writes PREFIX.pem and PREFIX.key")
+      ->required();
+  issue_cmd->add_option("--days", issue.validity_days, "Validity in days")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 36500));
+  issue_cmd->callback([&] { exit_code = run_certs_issue_device(issue); });
+  RevokeOptions revoke;
+  auto* revoke_cmd =
+      certs->add_subcommand("revoke", "Revoke a device's certificates and re-sign the CRL");
+  revoke_cmd->add_option("--data", revoke.data_dir, "Data directory")->required();
+  revoke_cmd->add_option("--id", revoke.id, "Device id")->required();
+  revoke_cmd->callback([&] { exit_code = run_certs_revoke(revoke); });
+
+  auto* token = app.add_subcommand("token", "Manage admin API tokens");
+  token->require_subcommand(1);
+  TokenOptions token_opts;
+  auto* token_create = token->add_subcommand("create", "Create a token and print it once");
+  token_create->add_option("--data", token_opts.data_dir, "Data directory")->required();
+  token_create->add_option("--name", token_opts.name, "Who or what the token is for")
+      ->required();
+  token_create->callback([&] { exit_code = run_token_create(token_opts); });
+  auto* token_revoke = token->add_subcommand("revoke", "Revoke a token by name");
+  token_revoke->add_option("--data", token_opts.data_dir, "Data directory")->required();
+  token_revoke->add_option("--name", token_opts.name, "The token's name")->required();
+  token_revoke->callback([&] { exit_code = run_token_revoke(token_opts); });
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

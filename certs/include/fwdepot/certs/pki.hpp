@@ -94,6 +94,11 @@ struct RevokedEntry {
   std::int64_t revoked_at = 0;  // unix seconds
 };
 
+/// Checks names for a server certificate without issuing one, so callers can refuse bad input
+/// before they create anything. Errors: error::invalid_name (none given, a bad DNS name or IP).
+[[nodiscard]] result<void> validate_server_names(std::span<const std::string> dns_names,
+                                                 std::span<const std::string> ip_addresses);
+
 /// What a verified device certificate says about its holder.
 struct DeviceIdentity {
   std::string device_id;  // subject CN
