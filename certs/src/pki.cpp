@@ -29,18 +29,30 @@ class Category final : public boost::system::error_category {
   const char* name() const noexcept override { return "fwdepot.certs"; }
   std::string message(int ev) const override {
     switch (static_cast<error>(ev)) {
-      case error::ok: return "success";
-      case error::invalid_certificate: return "invalid certificate";
-      case error::invalid_crl: return "invalid CRL";
-      case error::invalid_name: return "invalid name";
-      case error::key_mismatch: return "private key does not match the certificate";
-      case error::expired: return "certificate expired";
-      case error::not_yet_valid: return "certificate not yet valid";
-      case error::revoked: return "certificate revoked";
-      case error::untrusted: return "certificate not issued by a trusted CA";
-      case error::wrong_usage: return "certificate not valid for this use";
-      case error::crl_stale: return "CRL expired or not yet valid";
-      case error::crypto_failure: return "cryptographic operation failed";
+      case error::ok:
+        return "success";
+      case error::invalid_certificate:
+        return "invalid certificate";
+      case error::invalid_crl:
+        return "invalid CRL";
+      case error::invalid_name:
+        return "invalid name";
+      case error::key_mismatch:
+        return "private key does not match the certificate";
+      case error::expired:
+        return "certificate expired";
+      case error::not_yet_valid:
+        return "certificate not yet valid";
+      case error::revoked:
+        return "certificate revoked";
+      case error::untrusted:
+        return "certificate not issued by a trusted CA";
+      case error::wrong_usage:
+        return "certificate not valid for this use";
+      case error::crl_stale:
+        return "CRL expired or not yet valid";
+      case error::crypto_failure:
+        return "cryptographic operation failed";
     }
     return "unknown fwdepot.certs error";
   }
@@ -105,8 +117,8 @@ result<openssl::Asn1IntegerPtr> random_serial() {
   }
   (*bytes)[0] = static_cast<char>((*bytes)[0] & 0x7f);
   (*bytes)[0] = static_cast<char>((*bytes)[0] | 0x01);  // never zero, never shorter than 121 bits
-  openssl::BignumPtr bn(BN_bin2bn(reinterpret_cast<const unsigned char*>(bytes->data()),
-                                  kSerialBytes, nullptr));
+  openssl::BignumPtr bn(
+      BN_bin2bn(reinterpret_cast<const unsigned char*>(bytes->data()), kSerialBytes, nullptr));
   openssl::Asn1IntegerPtr serial(bn ? BN_to_ASN1_INTEGER(bn.get(), nullptr) : nullptr);
   if (!serial) {
     return crypto_error("serial");
@@ -255,18 +267,26 @@ result<void> check_chain(const Certificate& leaf, std::span<const Certificate> i
   const int err = X509_STORE_CTX_get_error(ctx.get());
   const std::string why = X509_verify_cert_error_string(err);
   switch (err) {
-    case X509_V_ERR_CERT_HAS_EXPIRED: return Error(error::expired, why);
-    case X509_V_ERR_CERT_NOT_YET_VALID: return Error(error::not_yet_valid, why);
-    case X509_V_ERR_CERT_REVOKED: return Error(error::revoked, why);
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+      return Error(error::expired, why);
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+      return Error(error::not_yet_valid, why);
+    case X509_V_ERR_CERT_REVOKED:
+      return Error(error::revoked, why);
     case X509_V_ERR_CRL_HAS_EXPIRED:
-    case X509_V_ERR_CRL_NOT_YET_VALID: return Error(error::crl_stale, why);
+    case X509_V_ERR_CRL_NOT_YET_VALID:
+      return Error(error::crl_stale, why);
     case X509_V_ERR_UNABLE_TO_GET_CRL:
     case X509_V_ERR_CRL_SIGNATURE_FAILURE:
-    case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE: return Error(error::invalid_crl, why);
-    case X509_V_ERR_INVALID_PURPOSE: return Error(error::wrong_usage, why);
+    case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE:
+      return Error(error::invalid_crl, why);
+    case X509_V_ERR_INVALID_PURPOSE:
+      return Error(error::wrong_usage, why);
     case X509_V_ERR_HOSTNAME_MISMATCH:
-    case X509_V_ERR_IP_ADDRESS_MISMATCH: return Error(error::invalid_name, why);
-    default: return Error(error::untrusted, why);
+    case X509_V_ERR_IP_ADDRESS_MISMATCH:
+      return Error(error::invalid_name, why);
+    default:
+      return Error(error::untrusted, why);
   }
 }
 
@@ -484,8 +504,7 @@ result<CertificateAuthority> CertificateAuthority::from_pem(std::string_view cer
 result<Certificate> CertificateAuthority::issue_server(const PublicKey& subject_key,
                                                        std::span<const std::string> dns_names,
                                                        std::span<const std::string> ip_addresses,
-                                                       std::int64_t now,
-                                                       int validity_days) const {
+                                                       std::int64_t now, int validity_days) const {
   if (auto ok = validate_server_names(dns_names, ip_addresses); !ok) {
     return ok.error();
   }
@@ -497,8 +516,8 @@ result<Certificate> CertificateAuthority::issue_server(const PublicKey& subject_
     san += (san.empty() ? "IP:" : ",IP:") + ip;
   }
   const std::string cn = dns_names.empty() ? ip_addresses.front() : dns_names.front();
-  const bool rsa = subject_key.type() != KeyType::ecdsa_p256 &&
-                   subject_key.type() != KeyType::ed25519;
+  const bool rsa =
+      subject_key.type() != KeyType::ecdsa_p256 && subject_key.type() != KeyType::ed25519;
   return issue_leaf(*this, subject_key, {{"O", "fwdepot"}, {"CN", cn}},
                     {{NID_basic_constraints, "critical,CA:FALSE"},
                      {NID_key_usage, rsa ? "critical,digitalSignature,keyEncipherment"
@@ -547,8 +566,7 @@ result<Crl> CertificateAuthority::make_crl(std::span<const RevokedEntry> revoked
   openssl::Asn1IntegerPtr crl_number(ASN1_INTEGER_new());
   bool ok = crl && this_update && next_update && crl_number &&
             X509_CRL_set_version(crl.get(), 1) == 1 &&  // v2, needed for extensions
-            X509_CRL_set_issuer_name(crl.get(),
-                                     X509_get_subject_name(cert_.get())) == 1 &&
+            X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(cert_.get())) == 1 &&
             X509_CRL_set1_lastUpdate(crl.get(), this_update.get()) == 1 &&
             X509_CRL_set1_nextUpdate(crl.get(), next_update.get()) == 1 &&
             ASN1_INTEGER_set_uint64(crl_number.get(), number) == 1 &&

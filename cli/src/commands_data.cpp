@@ -98,14 +98,14 @@ result<void> init_pki(const Config& c, const InitOptions& o, std::vector<std::st
   const bool have_ca_cert = path_exists(c.ca_cert);
   const bool have_ca_key = path_exists(c.ca_key);
   if (have_ca_cert != have_ca_key && !path_exists(c.server_cert)) {
-    return Error(core::error::invalid_argument,
-                 "found only one of " + c.ca_cert.string() + " and " + c.ca_key.string() +
-                     "; restore the other or remove both");
+    return Error(core::error::invalid_argument, "found only one of " + c.ca_cert.string() +
+                                                    " and " + c.ca_key.string() +
+                                                    "; restore the other or remove both");
   }
   std::optional<certs::CertificateAuthority> ca;
   if (!have_ca_cert && !have_ca_key) {
-    auto created = certs::CertificateAuthority::create("fwdepot development CA", now(),
-                                                       kCaValidityDays);
+    auto created =
+        certs::CertificateAuthority::create("fwdepot development CA", now(), kCaValidityDays);
     if (!created) {
       return created.error();
     }
@@ -118,8 +118,7 @@ result<void> init_pki(const Config& c, const InitOptions& o, std::vector<std::st
     if (auto w = write_new_file(c.ca_key, *key_pem, kPrivateFileMode); !w) {
       return w.error();
     }
-    if (auto w = write_new_file(c.ca_cert, created->certificate().to_pem(), kPublicFileMode);
-        !w) {
+    if (auto w = write_new_file(c.ca_cert, created->certificate().to_pem(), kPublicFileMode); !w) {
       return w.error();
     }
     log.push_back("created the development CA " + c.ca_cert.string());

@@ -2,10 +2,10 @@
 // keys generate, sign, verify: the release engineer's offline tools. None needs a data dir.
 #include "commands.hpp"
 
+#include "file_io.hpp"
 #include "fwdepot/core/keys.hpp"
 #include "fwdepot/core/manifest.hpp"
 #include "fwdepot/core/verifier.hpp"
-#include "file_io.hpp"
 
 #include <ctime>
 #include <iostream>

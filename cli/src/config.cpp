@@ -46,8 +46,8 @@ result<Config> load_config(const std::filesystem::path& data_dir) {
   const std::filesystem::path file = data_dir / "fwdepot.toml";
   std::error_code ec;
   if (!std::filesystem::exists(file, ec)) {
-    return config_error(file, "not found (run `fwdepot init --data " + data_dir.string() +
-                                  "` first)");
+    return config_error(file,
+                        "not found (run `fwdepot init --data " + data_dir.string() + "` first)");
   }
   // Debian's toml++ is built with exceptions; keep them inside this function.
   toml::table root;
@@ -61,11 +61,19 @@ result<Config> load_config(const std::filesystem::path& data_dir) {
   c.data_dir = std::filesystem::absolute(data_dir, ec);
   auto resolve = [&](const std::string& p) { return c.data_dir / p; };
 
-  const std::set<std::string> known = {
-      "server.device_listen", "server.admin_listen", "server.coaps_listen", "tls.ca",
-      "tls.ca_key",           "tls.cert",            "tls.key",             "tls.crl",
-      "signing.trusted_keys", "signing.threshold",   "storage.database",    "storage.blobs",
-      "limits.max_image_bytes"};
+  const std::set<std::string> known = {"server.device_listen",
+                                       "server.admin_listen",
+                                       "server.coaps_listen",
+                                       "tls.ca",
+                                       "tls.ca_key",
+                                       "tls.cert",
+                                       "tls.key",
+                                       "tls.crl",
+                                       "signing.trusted_keys",
+                                       "signing.threshold",
+                                       "storage.database",
+                                       "storage.blobs",
+                                       "limits.max_image_bytes"};
   for (const auto& [section, node] : root) {
     const auto* table = node.as_table();
     if (table == nullptr) {
@@ -115,19 +123,18 @@ result<Config> load_config(const std::filesystem::path& data_dir) {
     return {};
   };
 
-  for (auto r : {get_string("server.device_listen", c.device_listen),
-                 get_string("server.admin_listen", c.admin_listen),
-                 get_string("server.coaps_listen", c.coaps_listen),
-                 get_path("tls.ca", c.ca_cert, "pki/ca.pem"),
-                 get_path("tls.ca_key", c.ca_key, "pki/ca.key"),
-                 get_path("tls.cert", c.server_cert, "pki/server.pem"),
-                 get_path("tls.key", c.server_key, "pki/server.key"),
-                 get_path("tls.crl", c.crl, "pki/crl.pem"),
-                 get_path("storage.database", c.database, "fwdepot.db"),
-                 get_path("storage.blobs", c.blobs, "blobs"),
-                 get_int("signing.threshold", c.threshold, 1, 16),
-                 get_int("limits.max_image_bytes", c.max_image_bytes, 1,
-                         std::int64_t{1} << 53)}) {
+  for (auto r :
+       {get_string("server.device_listen", c.device_listen),
+        get_string("server.admin_listen", c.admin_listen),
+        get_string("server.coaps_listen", c.coaps_listen),
+        get_path("tls.ca", c.ca_cert, "pki/ca.pem"), get_path("tls.ca_key", c.ca_key, "pki/ca.key"),
+        get_path("tls.cert", c.server_cert, "pki/server.pem"),
+        get_path("tls.key", c.server_key, "pki/server.key"),
+        get_path("tls.crl", c.crl, "pki/crl.pem"),
+        get_path("storage.database", c.database, "fwdepot.db"),
+        get_path("storage.blobs", c.blobs, "blobs"),
+        get_int("signing.threshold", c.threshold, 1, 16),
+        get_int("limits.max_image_bytes", c.max_image_bytes, 1, std::int64_t{1} << 53)}) {
     if (!r) {
       return r.error();
     }

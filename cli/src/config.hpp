@@ -20,8 +20,8 @@ struct Config {
   std::string admin_listen = "127.0.0.1:8444";
   std::string coaps_listen = "0.0.0.0:5684";
   // [tls]
-  std::filesystem::path ca_cert;      // device CA, also the issuer of the server certificate
-  std::filesystem::path ca_key;       // only needed by `certs` commands, never by `serve`
+  std::filesystem::path ca_cert;  // device CA, also the issuer of the server certificate
+  std::filesystem::path ca_key;   // only needed by `certs` commands, never by `serve`
   std::filesystem::path server_cert;
   std::filesystem::path server_key;
   std::filesystem::path crl;

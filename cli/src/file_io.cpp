@@ -164,9 +164,9 @@ result<void> write_new_file(const std::filesystem::path& path, std::string_view 
   const int link_err = errno;
   ::unlink(tmp->c_str());
   if (linked != 0) {
-    return io_error(path, link_err == EEXIST ? "already exists; refusing to overwrite it"
-                                             : "cannot create",
-                    link_err);
+    return io_error(
+        path, link_err == EEXIST ? "already exists; refusing to overwrite it" : "cannot create",
+        link_err);
   }
   fsync_parent(path);
   return {};

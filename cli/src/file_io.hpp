@@ -12,8 +12,8 @@
 
 namespace fwdepot::cli {
 
-inline constexpr std::filesystem::perms kPrivateFileMode = std::filesystem::perms::owner_read |
-                                                           std::filesystem::perms::owner_write;
+inline constexpr std::filesystem::perms kPrivateFileMode =
+    std::filesystem::perms::owner_read | std::filesystem::perms::owner_write;
 inline constexpr std::filesystem::perms kPublicFileMode =
     kPrivateFileMode | std::filesystem::perms::group_read | std::filesystem::perms::others_read;
 
@@ -22,9 +22,8 @@ inline constexpr std::filesystem::perms kPublicFileMode =
                                                   std::size_t max_bytes = 1024 * 1024);
 
 /// Calls `fn` with successive chunks of the file; stops at the first error `fn` returns.
-[[nodiscard]] result<void> for_each_chunk(
-    const std::filesystem::path& path,
-    const std::function<result<void>(std::string_view)>& fn);
+[[nodiscard]] result<void> for_each_chunk(const std::filesystem::path& path,
+                                          const std::function<result<void>(std::string_view)>& fn);
 
 struct FileDigest {
   std::uint64_t size_bytes = 0;
@@ -38,8 +37,7 @@ struct FileDigest {
 /// replace an existing file: the data is written to a temporary file that is then hard-linked
 /// to its final name, and link(2) refuses to clobber.
 [[nodiscard]] result<void> write_new_file(const std::filesystem::path& path,
-                                          std::string_view contents,
-                                          std::filesystem::perms mode);
+                                          std::string_view contents, std::filesystem::perms mode);
 
 /// Replaces (or creates) `path` atomically and durably: a reader sees the old or the new
 /// contents, never a mix, whatever crashes. Used for files that are re-issued, like the CRL.

@@ -27,9 +27,10 @@ int main(int argc, char** argv) {
   keys->require_subcommand(1);
   KeysGenerateOptions keys_generate;
   auto* keys_gen = keys->add_subcommand("generate", "Generate a signing key pair");
-  keys_gen->add_option("--type", keys_generate.type,
-                       "ecdsa-p256 (default), ed25519, rsa-2048, rsa-3072, rsa-pss-2048 or "
-                       "rsa-pss-3072 (rsa-* sign with PKCS#1 v1.5, rsa-pss-* with PSS)")
+  keys_gen
+      ->add_option("--type", keys_generate.type,
+                   "ecdsa-p256 (default), ed25519, rsa-2048, rsa-3072, rsa-pss-2048 or "
+                   "rsa-pss-3072 (rsa-* sign with PKCS#1 v1.5, rsa-pss-* with PSS)")
       ->capture_default_str();
   keys_gen->add_option("--out", keys_generate.out_prefix, "Writes PREFIX.key and PREFIX.pub")
       ->required();
@@ -58,8 +59,8 @@ int main(int argc, char** argv) {
   verify_cmd->add_option("--pub", verify.pubs, "Trusted public key (repeatable)")
       ->required()
       ->allow_extra_args(false);
-  verify_cmd->add_option("--threshold", verify.threshold,
-                         "Distinct trusted keys that must have signed")
+  verify_cmd
+      ->add_option("--threshold", verify.threshold, "Distinct trusted keys that must have signed")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   verify_cmd->add_option("--manifest", verify.manifest, "The DSSE manifest")->required();
@@ -70,12 +71,14 @@ int main(int argc, char** argv) {
   auto* init_cmd = app.add_subcommand(
       "init", "Create a data directory: development PKI, signing key, config, database");
   init_cmd->add_option("--data", init.data_dir, "Data directory")->required();
-  init_cmd->add_option("--server-name", init.server_names,
-                       "DNS name for the server certificate (repeatable; default localhost)")
+  init_cmd
+      ->add_option("--server-name", init.server_names,
+                   "DNS name for the server certificate (repeatable; default localhost)")
       ->allow_extra_args(false);
-  init_cmd->add_option("--ip", init.ips,
-                       "IP address for the server certificate (repeatable; default 127.0.0.1 "
-                       "and ::1 when no name is given)")
+  init_cmd
+      ->add_option("--ip", init.ips,
+                   "IP address for the server certificate (repeatable; default 127.0.0.1 "
+                   "and ::1 when no name is given)")
       ->allow_extra_args(false);
   init_cmd->callback([&] { exit_code = run_init(init); });
 
@@ -86,8 +89,7 @@ int main(int argc, char** argv) {
   issue_cmd->add_option("--data", issue.data_dir, "Data directory")->required();
   issue_cmd->add_option("--id", issue.id, "Device id (becomes the certificate CN)")->required();
   issue_cmd->add_option("--model", issue.model, "Device model (recorded in the certificate)");
-  issue_cmd->add_option("--out", issue.out_prefix, "Writes PREFIX.pem and PREFIX.key")
-      ->required();
+  issue_cmd->add_option("--out", issue.out_prefix, "Writes PREFIX.pem and PREFIX.key")->required();
   issue_cmd->add_option("--days", issue.validity_days, "Validity in days")
       ->capture_default_str()
       ->check(CLI::Range(1, 36500));
@@ -104,8 +106,7 @@ int main(int argc, char** argv) {
   TokenOptions token_opts;
   auto* token_create = token->add_subcommand("create", "Create a token and print it once");
   token_create->add_option("--data", token_opts.data_dir, "Data directory")->required();
-  token_create->add_option("--name", token_opts.name, "Who or what the token is for")
-      ->required();
+  token_create->add_option("--name", token_opts.name, "Who or what the token is for")->required();
   token_create->callback([&] { exit_code = run_token_create(token_opts); });
   auto* token_revoke = token->add_subcommand("revoke", "Revoke a token by name");
   token_revoke->add_option("--data", token_opts.data_dir, "Data directory")->required();

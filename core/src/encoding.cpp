@@ -90,8 +90,7 @@ std::string hex_encode(std::span<const std::uint8_t> bytes) {
 }
 
 std::string hex_encode(std::string_view bytes) {
-  return hex_encode(
-      std::span(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()));
+  return hex_encode(std::span(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()));
 }
 
 result<std::string> hex_decode(std::string_view text) {

@@ -33,23 +33,40 @@ class Category final : public boost::system::error_category {
   const char* name() const noexcept override { return "fwdepot.core"; }
   std::string message(int ev) const override {
     switch (static_cast<error>(ev)) {
-      case error::ok: return "success";
-      case error::invalid_argument: return "invalid argument";
-      case error::malformed_json: return "malformed JSON";
-      case error::document_too_large: return "document too large";
-      case error::invalid_envelope: return "invalid DSSE envelope";
-      case error::wrong_payload_type: return "wrong DSSE payload type";
-      case error::invalid_manifest: return "invalid manifest";
-      case error::unsupported_schema: return "unsupported manifest schema";
-      case error::invalid_version: return "invalid SemVer version";
-      case error::invalid_key: return "invalid key";
-      case error::unsupported_key_type: return "unsupported key type";
-      case error::signature_threshold_not_met: return "signature threshold not met";
-      case error::size_mismatch: return "image size does not match the manifest";
-      case error::digest_mismatch: return "image SHA-256 does not match the manifest";
-      case error::too_many_bytes: return "image is longer than the manifest says";
-      case error::invalid_encoding: return "invalid encoding";
-      case error::crypto_failure: return "cryptographic operation failed";
+      case error::ok:
+        return "success";
+      case error::invalid_argument:
+        return "invalid argument";
+      case error::malformed_json:
+        return "malformed JSON";
+      case error::document_too_large:
+        return "document too large";
+      case error::invalid_envelope:
+        return "invalid DSSE envelope";
+      case error::wrong_payload_type:
+        return "wrong DSSE payload type";
+      case error::invalid_manifest:
+        return "invalid manifest";
+      case error::unsupported_schema:
+        return "unsupported manifest schema";
+      case error::invalid_version:
+        return "invalid SemVer version";
+      case error::invalid_key:
+        return "invalid key";
+      case error::unsupported_key_type:
+        return "unsupported key type";
+      case error::signature_threshold_not_met:
+        return "signature threshold not met";
+      case error::size_mismatch:
+        return "image size does not match the manifest";
+      case error::digest_mismatch:
+        return "image SHA-256 does not match the manifest";
+      case error::too_many_bytes:
+        return "image is longer than the manifest says";
+      case error::invalid_encoding:
+        return "invalid encoding";
+      case error::crypto_failure:
+        return "cryptographic operation failed";
     }
     return "unknown fwdepot.core error";
   }

@@ -7,9 +7,8 @@ namespace fwdepot {
 
 result<void> validate_identifier(std::string_view value, std::string_view what) {
   if (value.empty() || value.size() > kMaxIdentifierBytes) {
-    return Error(core::error::invalid_argument,
-                 std::string(what) + " must be 1 to " + std::to_string(kMaxIdentifierBytes) +
-                     " bytes");
+    return Error(core::error::invalid_argument, std::string(what) + " must be 1 to " +
+                                                    std::to_string(kMaxIdentifierBytes) + " bytes");
   }
   if (value.front() == '.' || value.front() == '-') {
     return Error(core::error::invalid_argument,

@@ -78,8 +78,7 @@ Error field_error(core::error kind, std::string_view name, std::string_view why)
 result<json::value> parse_json_strict(std::string_view text, const JsonLimits& limits) {
   if (text.size() > limits.max_bytes) {
     return Error(core::error::document_too_large,
-                 std::to_string(text.size()) + " bytes, limit " +
-                     std::to_string(limits.max_bytes));
+                 std::to_string(text.size()) + " bytes, limit " + std::to_string(limits.max_bytes));
   }
   json::parse_options options;
   options.max_depth = limits.max_depth;

@@ -190,10 +190,10 @@ result<PrivateKey> PrivateKey::generate(KeyType type) {
     case KeyType::rsa_pss_2048:
     case KeyType::rsa_pss_3072: {
       const bool pss = type == KeyType::rsa_pss_2048 || type == KeyType::rsa_pss_3072;
-      const int bits =
-          (type == KeyType::rsa_2048 || type == KeyType::rsa_pss_2048) ? 2048 : 3072;
+      const int bits = (type == KeyType::rsa_2048 || type == KeyType::rsa_pss_2048) ? 2048 : 3072;
       // EVP_PKEY_Q_keygen takes a size only for "RSA", so build the context by hand.
-      openssl::PkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, pss ? "RSA-PSS" : "RSA", nullptr));
+      openssl::PkeyCtxPtr ctx(
+          EVP_PKEY_CTX_new_from_name(nullptr, pss ? "RSA-PSS" : "RSA", nullptr));
       EVP_PKEY* raw = nullptr;
       if (ctx && EVP_PKEY_keygen_init(ctx.get()) == 1 &&
           EVP_PKEY_CTX_set_rsa_keygen_bits(ctx.get(), bits) == 1 &&
@@ -219,8 +219,8 @@ result<PrivateKey> PrivateKey::from_pem(std::string_view pem,
   auto bio = openssl::memory_bio(pem);
   std::string pass(password.value_or(""));
   // With no password, an encrypted key must fail rather than prompt on the terminal.
-  openssl::PkeyPtr pkey(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr,
-                                                const_cast<char*>(pass.c_str())));
+  openssl::PkeyPtr pkey(
+      PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, const_cast<char*>(pass.c_str())));
   OPENSSL_cleanse(pass.data(), pass.size());
   if (!pkey) {
     openssl::clear_errors();
@@ -243,9 +243,8 @@ result<std::string> PrivateKey::to_pem(std::optional<std::string_view> password)
   }
   int ok = 0;
   if (password) {
-    ok = PEM_write_bio_PKCS8PrivateKey(bio.get(), pkey_.get(), EVP_aes_256_cbc(),
-                                       password->data(), static_cast<int>(password->size()),
-                                       nullptr, nullptr);
+    ok = PEM_write_bio_PKCS8PrivateKey(bio.get(), pkey_.get(), EVP_aes_256_cbc(), password->data(),
+                                       static_cast<int>(password->size()), nullptr, nullptr);
   } else {
     ok = PEM_write_bio_PKCS8PrivateKey(bio.get(), pkey_.get(), nullptr, nullptr, 0, nullptr,
                                        nullptr);

@@ -38,8 +38,7 @@ bool is_rfc3339_utc(std::string_view t) {
     return false;
   }
   const std::string_view year = t.substr(0, 4), month = t.substr(5, 2), day = t.substr(8, 2),
-                         hour = t.substr(11, 2), minute = t.substr(14, 2),
-                         second = t.substr(17, 2);
+                         hour = t.substr(11, 2), minute = t.substr(14, 2), second = t.substr(17, 2);
   for (auto part : {year, month, day, hour, minute, second}) {
     if (!is_digits(part)) {
       return false;
@@ -248,9 +247,8 @@ result<Envelope> parse_envelope(std::string_view text) {
     return sigs.error();
   }
   if ((*sigs)->empty() || (*sigs)->size() > kMaxSignatures) {
-    return Error(error::invalid_envelope,
-                 "field 'signatures': must hold 1 to " + std::to_string(kMaxSignatures) +
-                     " signatures");
+    return Error(error::invalid_envelope, "field 'signatures': must hold 1 to " +
+                                              std::to_string(kMaxSignatures) + " signatures");
   }
   for (const json::value& v : **sigs) {
     if (!v.is_object()) {
@@ -289,8 +287,7 @@ std::string pre_authentication_encoding(std::string_view payload_type, std::stri
   return out;
 }
 
-result<Envelope> sign_manifest(const Manifest& manifest,
-                               std::span<const PrivateKey* const> keys) {
+result<Envelope> sign_manifest(const Manifest& manifest, std::span<const PrivateKey* const> keys) {
   if (keys.empty()) {
     return Error(error::invalid_argument, "at least one signing key is needed");
   }
@@ -329,9 +326,9 @@ result<VerifiedManifest> verify_envelope(const Envelope& envelope,
     }
   }
   if (threshold == 0 || threshold > keys.size()) {
-    return Error(error::invalid_argument,
-                 "threshold " + std::to_string(threshold) + " with " +
-                     std::to_string(keys.size()) + " distinct trusted keys");
+    return Error(error::invalid_argument, "threshold " + std::to_string(threshold) + " with " +
+                                              std::to_string(keys.size()) +
+                                              " distinct trusted keys");
   }
   if (envelope.payload_type != kManifestPayloadType) {
     return Error(error::wrong_payload_type, "'" + envelope.payload_type + "'");

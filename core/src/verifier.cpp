@@ -46,8 +46,8 @@ result<void> ImageVerifier::finish() {
   }
   finished_ = true;
   if (seen_ != expected_size_) {
-    failure_ = Error(core::error::size_mismatch, std::to_string(seen_) + " of " +
-                                                     std::to_string(expected_size_) + " bytes");
+    failure_ = Error(core::error::size_mismatch,
+                     std::to_string(seen_) + " of " + std::to_string(expected_size_) + " bytes");
     return failure_;
   }
   Sha256Digest actual{};

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "fwdepot/storage/sqlite_catalog.hpp"
 
-#include <boost/json.hpp>
 #include <sqlite3.h>
+#include <boost/json.hpp>
 
 #include <array>
 #include <unordered_map>
@@ -116,16 +116,26 @@ class Category final : public boost::system::error_category {
   const char* name() const noexcept override { return "fwdepot.storage"; }
   std::string message(int ev) const override {
     switch (static_cast<error>(ev)) {
-      case error::ok: return "success";
-      case error::not_found: return "not found";
-      case error::conflict: return "already exists";
-      case error::in_use: return "in use";
-      case error::busy: return "database busy";
-      case error::corrupt: return "storage corrupt";
-      case error::io_error: return "storage I/O error";
-      case error::no_space: return "no space left";
-      case error::invalid_argument: return "invalid argument";
-      case error::schema_too_new: return "database schema is newer than this fwdepot";
+      case error::ok:
+        return "success";
+      case error::not_found:
+        return "not found";
+      case error::conflict:
+        return "already exists";
+      case error::in_use:
+        return "in use";
+      case error::busy:
+        return "database busy";
+      case error::corrupt:
+        return "storage corrupt";
+      case error::io_error:
+        return "storage I/O error";
+      case error::no_space:
+        return "no space left";
+      case error::invalid_argument:
+        return "invalid argument";
+      case error::schema_too_new:
+        return "database schema is newer than this fwdepot";
     }
     return "unknown fwdepot.storage error";
   }
@@ -133,11 +143,12 @@ class Category final : public boost::system::error_category {
 
 // Converts an SQLite result code to our error, at the one place where codes leave SQLite.
 Error sqlite_error(sqlite3* db, int rc, std::string_view what) {
-  std::string detail = std::string(what) + ": " +
-                       (db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  std::string detail =
+      std::string(what) + ": " + (db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
   switch (rc & 0xff) {
     case SQLITE_BUSY:
-    case SQLITE_LOCKED: return Error(error::busy, std::move(detail));
+    case SQLITE_LOCKED:
+      return Error(error::busy, std::move(detail));
     case SQLITE_CONSTRAINT:
       if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
         return Error(error::conflict, std::move(detail));
@@ -146,10 +157,13 @@ Error sqlite_error(sqlite3* db, int rc, std::string_view what) {
         return Error(error::not_found, std::move(detail));
       }
       return Error(error::invalid_argument, std::move(detail));
-    case SQLITE_FULL: return Error(error::no_space, std::move(detail));
+    case SQLITE_FULL:
+      return Error(error::no_space, std::move(detail));
     case SQLITE_CORRUPT:
-    case SQLITE_NOTADB: return Error(error::corrupt, std::move(detail));
-    default: return Error(error::io_error, std::move(detail));
+    case SQLITE_NOTADB:
+      return Error(error::corrupt, std::move(detail));
+    default:
+      return Error(error::io_error, std::move(detail));
   }
 }
 
@@ -389,9 +403,9 @@ int SqliteCatalog::current_schema_version() { return static_cast<int>(kMigration
 result<std::unique_ptr<SqliteCatalog>> SqliteCatalog::open(const std::filesystem::path& path,
                                                            const Options& options) {
   sqlite3* raw = nullptr;
-  const int rc = sqlite3_open_v2(path.c_str(), &raw,
-                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                                 nullptr);
+  const int rc =
+      sqlite3_open_v2(path.c_str(), &raw,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   DbPtr db(raw);  // sqlite3_open_v2 hands back a handle even on failure: own it first
   if (rc != SQLITE_OK) {
     return sqlite_error(db.get(), rc, "opening " + path.string());
@@ -414,9 +428,9 @@ result<std::unique_ptr<SqliteCatalog>> SqliteCatalog::open(const std::filesystem
     return version.error();
   }
   if (*version > current_schema_version()) {
-    return Error(error::schema_too_new,
-                 path.string() + " has schema " + std::to_string(*version) +
-                     ", this fwdepot knows up to " + std::to_string(current_schema_version()));
+    return Error(error::schema_too_new, path.string() + " has schema " + std::to_string(*version) +
+                                            ", this fwdepot knows up to " +
+                                            std::to_string(current_schema_version()));
   }
   for (auto v = static_cast<std::size_t>(*version); v < kMigrations.size(); ++v) {
     auto tx = Transaction::begin(*impl);
@@ -695,11 +709,21 @@ result<DevicePage> SqliteCatalog::list_devices(const DeviceQuery& query) {
   }
   const char* column = "id";
   switch (query.sort) {
-    case DeviceQuery::Sort::id: column = "id"; break;
-    case DeviceQuery::Sort::last_seen: column = "last_seen"; break;
-    case DeviceQuery::Sort::version: column = "version"; break;
-    case DeviceQuery::Sort::model: column = "model"; break;
-    case DeviceQuery::Sort::state: column = "state"; break;
+    case DeviceQuery::Sort::id:
+      column = "id";
+      break;
+    case DeviceQuery::Sort::last_seen:
+      column = "last_seen";
+      break;
+    case DeviceQuery::Sort::version:
+      column = "version";
+      break;
+    case DeviceQuery::Sort::model:
+      column = "model";
+      break;
+    case DeviceQuery::Sort::state:
+      column = "state";
+      break;
   }
   const std::string dir = query.descending ? " DESC" : " ASC";
   const std::string order = std::string(" ORDER BY ") + column + dir + ", id" + dir;
@@ -731,8 +755,8 @@ result<DevicePage> SqliteCatalog::list_devices(const DeviceQuery& query) {
     }
     page.total = static_cast<std::uint64_t>(count->int64(0));
   }
-  auto q = impl_->query(std::string("SELECT ") + kDeviceColumns + " FROM devices" + where +
-                        order + " LIMIT ?5 OFFSET ?6");
+  auto q = impl_->query(std::string("SELECT ") + kDeviceColumns + " FROM devices" + where + order +
+                        " LIMIT ?5 OFFSET ?6");
   if (!q) {
     return q.error();
   }
@@ -951,8 +975,8 @@ result<std::int64_t> SqliteCatalog::create_token(std::string_view name,
   if (name.empty() || token_sha256_hex.size() != 64) {
     return Error(error::invalid_argument, "token name must be non-empty and hash 64 hex chars");
   }
-  auto q = impl_->query(
-      "INSERT INTO admin_tokens(name, token_sha256, created_at) VALUES (?1, ?2, ?3)");
+  auto q =
+      impl_->query("INSERT INTO admin_tokens(name, token_sha256, created_at) VALUES (?1, ?2, ?3)");
   if (!q) {
     return q.error();
   }
@@ -1001,8 +1025,7 @@ result<void> SqliteCatalog::revoke_token(std::string_view name, std::int64_t now
 }
 
 result<std::vector<AdminToken>> SqliteCatalog::list_tokens() {
-  auto q = impl_->query(
-      "SELECT id, name, created_at, revoked_at FROM admin_tokens ORDER BY id");
+  auto q = impl_->query("SELECT id, name, created_at, revoked_at FROM admin_tokens ORDER BY id");
   if (!q) {
     return q.error();
   }
@@ -1043,8 +1066,7 @@ result<void> SqliteCatalog::put_psk(const PskCredential& psk, std::int64_t now) 
 }
 
 result<PskCredential> SqliteCatalog::find_psk(std::string_view identity) {
-  auto q = impl_->query(
-      "SELECT device_id, identity, key FROM psk_credentials WHERE identity = ?1");
+  auto q = impl_->query("SELECT device_id, identity, key FROM psk_credentials WHERE identity = ?1");
   if (!q) {
     return q.error();
   }

@@ -118,11 +118,9 @@ TEST(DeviceCertificate, RejectsInvalidIds) {
   const CertificateAuthority ca = make_ca();
   for (const std::string& bad :
        std::vector<std::string>{"", "../x", "a/b", "a b", ".hidden", std::string(65, 'a')}) {
-    EXPECT_EQ(ca.issue_device(fresh_key(), bad, "m", kNow, 1).error(), error::invalid_name)
-        << bad;
+    EXPECT_EQ(ca.issue_device(fresh_key(), bad, "m", kNow, 1).error(), error::invalid_name) << bad;
   }
-  EXPECT_EQ(ca.issue_device(fresh_key(), "ok", "bad model", kNow, 1).error(),
-            error::invalid_name);
+  EXPECT_EQ(ca.issue_device(fresh_key(), "ok", "bad model", kNow, 1).error(), error::invalid_name);
 }
 
 TEST(DeviceCertificate, FromAnotherCaIsUntrusted) {
@@ -137,9 +135,9 @@ TEST(DeviceCertificate, ExpiredAndNotYetValidAreToldApart) {
   const CertificateAuthority ca = make_ca();
   const Certificate cert = device(ca, "dev", 30, kNow);
   EXPECT_TRUE(verify_device_certificate(cert, {}, ca.certificate(), nullptr, kNow + kDay));
-  EXPECT_EQ(verify_device_certificate(cert, {}, ca.certificate(), nullptr, kNow + 31 * kDay)
-                .error(),
-            error::expired);
+  EXPECT_EQ(
+      verify_device_certificate(cert, {}, ca.certificate(), nullptr, kNow + 31 * kDay).error(),
+      error::expired);
   EXPECT_EQ(verify_device_certificate(cert, {}, ca.certificate(), nullptr, kNow - 60).error(),
             error::not_yet_valid);
 }
@@ -158,14 +156,13 @@ TEST(DeviceCertificate, RevokedIsToldApartFromExpired) {
             error::revoked);
   EXPECT_TRUE(verify_device_certificate(fine, {}, ca.certificate(), &*crl, kNow + kDay));
   // Expired and not revoked: expired.
-  EXPECT_EQ(verify_device_certificate(fine, {}, ca.certificate(), &*crl, kNow + 40 * kDay)
-                .error(),
+  EXPECT_EQ(verify_device_certificate(fine, {}, ca.certificate(), &*crl, kNow + 40 * kDay).error(),
             error::expired);
   // Both revoked and expired: OpenSSL checks revocation before validity dates, so revoked wins;
   // either way the device is refused.
-  EXPECT_EQ(verify_device_certificate(revoked, {}, ca.certificate(), &*crl, kNow + 40 * kDay)
-                .error(),
-            error::revoked);
+  EXPECT_EQ(
+      verify_device_certificate(revoked, {}, ca.certificate(), &*crl, kNow + 40 * kDay).error(),
+      error::revoked);
 }
 
 TEST(DeviceCertificate, StaleOrForeignCrlFailsClosed) {
@@ -178,8 +175,7 @@ TEST(DeviceCertificate, StaleOrForeignCrlFailsClosed) {
             error::crl_stale);
   auto foreign = other.make_crl({}, 1, kNow, 7);
   ASSERT_TRUE(foreign);
-  EXPECT_EQ(verify_device_certificate(cert, {}, ca.certificate(), &*foreign, kNow + kDay)
-                .error(),
+  EXPECT_EQ(verify_device_certificate(cert, {}, ca.certificate(), &*foreign, kNow + kDay).error(),
             error::invalid_crl);
 }
 

@@ -49,9 +49,9 @@ TEST_P(KeysByType, KeyIdIsSha256OfSubjectPublicKeyInfo) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllTypes, KeysByType,
-                         ::testing::Values(KeyType::ecdsa_p256, KeyType::ed25519,
-                                           KeyType::rsa_2048, KeyType::rsa_3072,
-                                           KeyType::rsa_pss_2048, KeyType::rsa_pss_3072),
+                         ::testing::Values(KeyType::ecdsa_p256, KeyType::ed25519, KeyType::rsa_2048,
+                                           KeyType::rsa_3072, KeyType::rsa_pss_2048,
+                                           KeyType::rsa_pss_3072),
                          [](const auto& info) {
                            std::string name(to_string(info.param));
                            std::erase(name, '-');

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "fwdepot/core/manifest.hpp"
 
-#include <boost/json.hpp>
 #include <gtest/gtest.h>
+#include <boost/json.hpp>
 
 #include <vector>
 
@@ -57,22 +57,34 @@ std::string with_field(std::string_view field, std::optional<boost::json::value>
 TEST(Manifest, RejectsMissingMistypedAndOutOfRangeFields) {
   using boost::json::value;
   const std::vector<std::pair<std::string, std::optional<value>>> bad = {
-      {"name", std::nullopt},          {"name", value(5)},
-      {"name", value("../etc")},       {"version", std::nullopt},
-      {"version", value("1.2")},       {"version", value(1)},
-      {"models", std::nullopt},        {"models", value("m")},
-      {"models", boost::json::array{}}, {"models", boost::json::array{"a", "a"}},
-      {"models", boost::json::array{1}}, {"size", std::nullopt},
-      {"size", value(-1)},             {"size", value(0)},
-      {"size", value("12")},           {"size", value(1.5)},
+      {"name", std::nullopt},
+      {"name", value(5)},
+      {"name", value("../etc")},
+      {"version", std::nullopt},
+      {"version", value("1.2")},
+      {"version", value(1)},
+      {"models", std::nullopt},
+      {"models", value("m")},
+      {"models", boost::json::array{}},
+      {"models", boost::json::array{"a", "a"}},
+      {"models", boost::json::array{1}},
+      {"size", std::nullopt},
+      {"size", value(-1)},
+      {"size", value(0)},
+      {"size", value("12")},
+      {"size", value(1.5)},
       {"size", value(std::uint64_t{1} << 53)},
-      {"sha256", std::nullopt},        {"sha256", value("abc")},
+      {"sha256", std::nullopt},
+      {"sha256", value("abc")},
       {"sha256", value(std::string(64, 'A'))},
-      {"created", std::nullopt},       {"created", value("yesterday")},
+      {"created", std::nullopt},
+      {"created", value("yesterday")},
       {"created", value("2026-02-30T00:00:00Z")},
       {"created", value("2026-11-22T10:00:00+01:00")},
-      {"description", value(7)},       {"description", value(std::string(5000, 'x'))},
-      {"extra", value(1)},             {"schema", std::nullopt},
+      {"description", value(7)},
+      {"description", value(std::string(5000, 'x'))},
+      {"extra", value(1)},
+      {"schema", std::nullopt},
       {"schema", value("1")},
   };
   for (const auto& [field, v] : bad) {
@@ -120,8 +132,8 @@ TEST(Envelope, UsesTheDssePreAuthenticationEncoding) {
 }
 
 TEST(Envelope, VerifiesWithEveryKeyType) {
-  for (KeyType type : {KeyType::ecdsa_p256, KeyType::ed25519, KeyType::rsa_2048,
-                       KeyType::rsa_3072, KeyType::rsa_pss_2048, KeyType::rsa_pss_3072}) {
+  for (KeyType type : {KeyType::ecdsa_p256, KeyType::ed25519, KeyType::rsa_2048, KeyType::rsa_3072,
+                       KeyType::rsa_pss_2048, KeyType::rsa_pss_3072}) {
     auto key = make_key(type);
     const std::string json = sign_with(sample_manifest(), {&key}).to_json();
     const std::vector<PublicKey> trusted = {key.public_key()};
@@ -194,8 +206,7 @@ TEST(Envelope, RejectsOtherPayloadTypes) {
   auto a = make_key();
   Envelope env = sign_with(sample_manifest(), {&a});
   env.payload_type = "application/vnd.in-toto+json";
-  env.signatures[0].sig =
-      *a.sign(pre_authentication_encoding(env.payload_type, env.payload));
+  env.signatures[0].sig = *a.sign(pre_authentication_encoding(env.payload_type, env.payload));
   const std::vector<PublicKey> trusted = {a.public_key()};
   EXPECT_EQ(verify_envelope(env, trusted, 1).error(), core::error::wrong_payload_type);
 }
@@ -257,8 +268,8 @@ TEST(Envelope, ChecksSignaturesBeforeParsingThePayload) {
   // A payload that is not a manifest but is validly signed fails as a manifest; the same
   // payload unsigned fails on the signature, before anyone parses it.
   auto key = make_key();
-  Envelope env{.payload_type = std::string(kManifestPayloadType), .payload = "{nope",
-               .signatures = {}};
+  Envelope env{
+      .payload_type = std::string(kManifestPayloadType), .payload = "{nope", .signatures = {}};
   const std::vector<PublicKey> trusted = {key.public_key()};
   env.signatures.push_back({key.key_id(), "not a signature"});
   EXPECT_EQ(verify_envelope(env, trusted, 1).error(), core::error::signature_threshold_not_met);

@@ -27,9 +27,9 @@ TEST(Version, ParsesAllParts) {
 TEST(Version, OrdersTheSpecExample) {
   // SemVer 2.0.0, item 11: 1.0.0-alpha < 1.0.0-alpha.1 < 1.0.0-alpha.beta < 1.0.0-beta <
   // 1.0.0-beta.2 < 1.0.0-beta.11 < 1.0.0-rc.1 < 1.0.0.
-  const std::vector<std::string> ordered = {
-      "1.0.0-alpha",  "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta",
-      "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1",       "1.0.0"};
+  const std::vector<std::string> ordered = {"1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta",
+                                            "1.0.0-beta",  "1.0.0-beta.2",  "1.0.0-beta.11",
+                                            "1.0.0-rc.1",  "1.0.0"};
   for (std::size_t i = 0; i < ordered.size(); ++i) {
     for (std::size_t j = 0; j < ordered.size(); ++j) {
       const auto expected = i <=> j;
@@ -55,10 +55,11 @@ TEST(Version, IgnoresBuildMetadataInPrecedence) {
 }
 
 TEST(Version, RejectsWhatTheSpecForbids) {
-  for (const char* bad : {"", "1", "1.2", "1.2.3.4", "01.2.3", "1.02.3", "1.2.03", "v1.2.3",
-                          "1.2.3-", "1.2.3+", "1.2.3-01", "1.2.3-a..b", "1.2.3-a_b", " 1.2.3",
-                          "1.2.3 ", "-1.2.3", "1.2.-3", "1.2.3-a+", "1.2.3+a+b",
-                          "18446744073709551616.0.0"}) {
+  for (const char* bad :
+       {"",         "1",          "1.2",       "1.2.3.4",   "01.2.3",
+        "1.02.3",   "1.2.03",     "v1.2.3",    "1.2.3-",    "1.2.3+",
+        "1.2.3-01", "1.2.3-a..b", "1.2.3-a_b", " 1.2.3",    "1.2.3 ",
+        "-1.2.3",   "1.2.-3",     "1.2.3-a+",  "1.2.3+a+b", "18446744073709551616.0.0"}) {
     auto parsed = Version::parse(bad);
     EXPECT_FALSE(parsed) << "'" << bad << "' parsed";
     if (!parsed) {

@@ -152,9 +152,10 @@ TEST_F(SqliteCatalogTest, RecordsCheckinsWithHistoryInOrder) {
   auto first = catalog_->record_checkin({"dev-1", "board-a", "1.0.0", "idle", {}, {}}, 100);
   ASSERT_TRUE(first) << first.error();
   EXPECT_EQ(first->first_seen, 100);
-  ASSERT_TRUE(catalog_->append_event({0, "dev-1", 150, "state", "downloading", "1.0.0", {}, {}, 7}));
-  auto second = catalog_->record_checkin(
-      {"dev-1", "board-a", "1.1.0", "idle", "success", "<b>hi</b>"}, 200);
+  ASSERT_TRUE(
+      catalog_->append_event({0, "dev-1", 150, "state", "downloading", "1.0.0", {}, {}, 7}));
+  auto second =
+      catalog_->record_checkin({"dev-1", "board-a", "1.1.0", "idle", "success", "<b>hi</b>"}, 200);
   ASSERT_TRUE(second);
   EXPECT_EQ(second->first_seen, 100);
   EXPECT_EQ(second->last_seen, 200);
@@ -241,8 +242,7 @@ TEST_F(SqliteCatalogTest, OffersPreferDeviceTargetsThenTheNewest) {
 TEST_F(SqliteCatalogTest, RefusesDeploymentsWithoutImageOrTargets) {
   const std::int64_t id = add(image("fw", "1.0.0"));
   EXPECT_EQ(catalog_->create_deployment({id, {}, {}, false, 1}).error(), error::invalid_argument);
-  EXPECT_EQ(catalog_->create_deployment({id + 100, {"d"}, {}, false, 1}).error(),
-            error::not_found);
+  EXPECT_EQ(catalog_->create_deployment({id + 100, {"d"}, {}, false, 1}).error(), error::not_found);
   EXPECT_TRUE(catalog_->list_deployments()->empty());
 }
 

@@ -132,9 +132,8 @@ class CertificateAuthority {
   /// device", extendedKeyUsage clientAuth. Errors: error::invalid_name (see
   /// validate_identifier), error::crypto_failure.
   [[nodiscard]] result<Certificate> issue_device(const PublicKey& subject_key,
-                                                 std::string_view device_id,
-                                                 std::string_view model, std::int64_t now,
-                                                 int validity_days) const;
+                                                 std::string_view device_id, std::string_view model,
+                                                 std::int64_t now, int validity_days) const;
 
   /// A CRL listing `revoked`, valid from `now` for `next_update_days`, with cRLNumber `number`
   /// (callers keep it increasing so that relying parties can tell newer from older).
@@ -155,8 +154,8 @@ class CertificateAuthority {
 /// error::untrusted, error::wrong_usage (no clientAuth), error::crl_stale. If a certificate is
 /// both revoked and expired, expired is reported: OpenSSL checks validity before revocation.
 [[nodiscard]] result<DeviceIdentity> verify_device_certificate(
-    const Certificate& leaf, std::span<const Certificate> intermediates,
-    const Certificate& anchor, const Crl* crl, std::int64_t now);
+    const Certificate& leaf, std::span<const Certificate> intermediates, const Certificate& anchor,
+    const Crl* crl, std::int64_t now);
 
 /// The same for a server certificate (serverAuth), optionally checking that it is valid for
 /// `host` (a DNS name or an IP address literal). Errors as above, plus error::invalid_name when

@@ -26,8 +26,8 @@ struct Error {
   Error() = default;
   Error(boost::system::error_code c, std::string d = {}) : code(c), detail(std::move(d)) {}
   template <class Enum>
-    requires boost::system::is_error_code_enum<Enum>::value
-  Error(Enum e, std::string d = {}) : code(make_error_code(e)), detail(std::move(d)) {}
+  requires boost::system::is_error_code_enum<Enum>::value Error(Enum e, std::string d = {})
+      : code(make_error_code(e)), detail(std::move(d)) {}
 
   /// "<code message>: <detail>", or just the code's message.
   [[nodiscard]] std::string message() const;
@@ -36,8 +36,7 @@ struct Error {
 /// Compares the code only: tests and callers branch on what failed, not on its wording.
 inline bool operator==(const Error& e, const boost::system::error_code& c) { return e.code == c; }
 template <class Enum>
-  requires boost::system::is_error_code_enum<Enum>::value
-bool operator==(const Error& e, Enum c) {
+requires boost::system::is_error_code_enum<Enum>::value bool operator==(const Error& e, Enum c) {
   return e.code == make_error_code(c);
 }
 
@@ -55,22 +54,22 @@ namespace core {
 /// Failures of the core module. Values are stable; append only.
 enum class error {
   ok = 0,
-  invalid_argument,         // a caller passed something the contract forbids
-  malformed_json,           // not JSON, duplicate keys, trailing garbage, too deep
-  document_too_large,       // over the documented size limit
-  invalid_envelope,         // DSSE envelope shape or encoding is wrong
-  wrong_payload_type,       // envelope payloadType is not the manifest type
-  invalid_manifest,         // manifest field missing, mistyped or out of range
-  unsupported_schema,       // manifest schema version we do not know
-  invalid_version,          // not SemVer 2.0
-  invalid_key,              // key material could not be parsed or has the wrong type
-  unsupported_key_type,     // key algorithm outside the allowed set
+  invalid_argument,             // a caller passed something the contract forbids
+  malformed_json,               // not JSON, duplicate keys, trailing garbage, too deep
+  document_too_large,           // over the documented size limit
+  invalid_envelope,             // DSSE envelope shape or encoding is wrong
+  wrong_payload_type,           // envelope payloadType is not the manifest type
+  invalid_manifest,             // manifest field missing, mistyped or out of range
+  unsupported_schema,           // manifest schema version we do not know
+  invalid_version,              // not SemVer 2.0
+  invalid_key,                  // key material could not be parsed or has the wrong type
+  unsupported_key_type,         // key algorithm outside the allowed set
   signature_threshold_not_met,  // fewer than k distinct trusted keys signed
-  size_mismatch,            // byte count differs from the manifest
-  digest_mismatch,          // SHA-256 differs from the manifest
-  too_many_bytes,           // more bytes than the manifest's size
-  invalid_encoding,         // bad hex or base64
-  crypto_failure,           // OpenSSL failed where it should not (out of memory, ...)
+  size_mismatch,                // byte count differs from the manifest
+  digest_mismatch,              // SHA-256 differs from the manifest
+  too_many_bytes,               // more bytes than the manifest's size
+  invalid_encoding,             // bad hex or base64
+  crypto_failure,               // OpenSSL failed where it should not (out of memory, ...)
 };
 
 const boost::system::error_category& error_category() noexcept;
