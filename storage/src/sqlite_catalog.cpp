@@ -271,6 +271,35 @@ class Query {
   sqlite3_stmt* stmt_;
 };
 
+// Reads every remaining row of `q` with `read`.
+template <class Read>
+auto collect(Query& q, Read read) -> result<std::vector<decltype(read(q))>> {
+  std::vector<decltype(read(q))> out;
+  while (true) {
+    auto row = q.step();
+    if (!row) {
+      return row.error();
+    }
+    if (!*row) {
+      return out;
+    }
+    out.push_back(read(q));
+  }
+}
+
+// Reads the single row a lookup by key yields, or fails with `missing`.
+template <class Read>
+auto single(Query& q, Read read, Error missing) -> result<decltype(read(q))> {
+  auto row = q.step();
+  if (!row) {
+    return row.error();
+  }
+  if (!*row) {
+    return missing;
+  }
+  return read(q);
+}
+
 constexpr const char* kImageColumns =
     "id, name, version, models, size_bytes, sha256, envelope, signer_key_ids, description, "
     "created_at";
@@ -503,14 +532,9 @@ result<ImageRecord> SqliteCatalog::find_image(std::int64_t id) {
     return q.error();
   }
   q->bind(1, id);
-  auto row = q->step();
-  if (!row) {
-    return row.error();
-  }
-  if (!*row) {
-    return Error(error::not_found, "image " + std::to_string(id));
-  }
-  return read_image(*q);
+  return single(
+      *q, [](const Query& r) { return read_image(r); },
+      Error(error::not_found, "image " + std::to_string(id)));
 }
 
 result<std::vector<ImageRecord>> SqliteCatalog::list_images() {
@@ -519,17 +543,7 @@ result<std::vector<ImageRecord>> SqliteCatalog::list_images() {
   if (!q) {
     return q.error();
   }
-  std::vector<ImageRecord> out;
-  while (true) {
-    auto row = q->step();
-    if (!row) {
-      return row.error();
-    }
-    if (!*row) {
-      return out;
-    }
-    out.push_back(read_image(*q));
-  }
+  return collect(*q, [](const Query& r) { return read_image(r); });
 }
 
 result<void> SqliteCatalog::delete_image(std::int64_t id) {
@@ -682,14 +696,9 @@ result<DeviceRecord> SqliteCatalog::find_device(std::string_view id) {
     return q.error();
   }
   q->bind(1, id);
-  auto row = q->step();
-  if (!row) {
-    return row.error();
-  }
-  if (!*row) {
-    return Error(error::not_found, "device " + std::string(id));
-  }
-  return read_device(*q);
+  return single(
+      *q, [](const Query& r) { return read_device(r); },
+      Error(error::not_found, "device " + std::string(id)));
 }
 
 result<DevicePage> SqliteCatalog::list_devices(const DeviceQuery& query) {
@@ -787,18 +796,10 @@ result<std::vector<DeviceEvent>> SqliteCatalog::list_events(std::string_view dev
   q->bind(1, device_id)
       .bind(2, after_id)
       .bind(3, static_cast<std::int64_t>(std::min(limit, kMaxPageSize)));
-  std::vector<DeviceEvent> out;
-  while (true) {
-    auto row = q->step();
-    if (!row) {
-      return row.error();
-    }
-    if (!*row) {
-      return out;
-    }
-    out.push_back(DeviceEvent{q->int64(0), q->text(1), q->int64(2), q->text(3), q->text(4),
-                              q->text(5), q->opt_text(6), q->opt_text(7), q->opt_int64(8)});
-  }
+  return collect(*q, [](const Query& r) {
+    return DeviceEvent{r.int64(0), r.text(1),     r.int64(2),    r.text(3),     r.text(4),
+                       r.text(5),  r.opt_text(6), r.opt_text(7), r.opt_int64(8)};
+  });
 }
 
 // --- deployments ------------------------------------------------------------------------------
@@ -998,14 +999,12 @@ result<AdminToken> SqliteCatalog::find_live_token(std::string_view token_sha256_
     return q.error();
   }
   q->bind(1, token_sha256_hex);
-  auto row = q->step();
-  if (!row) {
-    return row.error();
-  }
-  if (!*row) {
-    return Error(error::not_found, "no such token");
-  }
-  return AdminToken{q->int64(0), q->text(1), q->int64(2), q->opt_int64(3)};
+  return single(
+      *q,
+      [](const Query& r) {
+        return AdminToken{r.int64(0), r.text(1), r.int64(2), r.opt_int64(3)};
+      },
+      Error(error::not_found, "no such token"));
 }
 
 result<void> SqliteCatalog::revoke_token(std::string_view name, std::int64_t now) {
@@ -1029,17 +1028,9 @@ result<std::vector<AdminToken>> SqliteCatalog::list_tokens() {
   if (!q) {
     return q.error();
   }
-  std::vector<AdminToken> out;
-  while (true) {
-    auto row = q->step();
-    if (!row) {
-      return row.error();
-    }
-    if (!*row) {
-      return out;
-    }
-    out.push_back(AdminToken{q->int64(0), q->text(1), q->int64(2), q->opt_int64(3)});
-  }
+  return collect(*q, [](const Query& r) {
+    return AdminToken{r.int64(0), r.text(1), r.int64(2), r.opt_int64(3)};
+  });
 }
 
 // --- PSKs -------------------------------------------------------------------------------------
@@ -1071,14 +1062,12 @@ result<PskCredential> SqliteCatalog::find_psk(std::string_view identity) {
     return q.error();
   }
   q->bind(1, identity);
-  auto row = q->step();
-  if (!row) {
-    return row.error();
-  }
-  if (!*row) {
-    return Error(error::not_found, "no such PSK identity");
-  }
-  return PskCredential{q->text(0), q->text(1), q->blob(2)};
+  return single(
+      *q,
+      [](const Query& r) {
+        return PskCredential{r.text(0), r.text(1), r.blob(2)};
+      },
+      Error(error::not_found, "no such PSK identity"));
 }
 
 result<void> SqliteCatalog::delete_psk(std::string_view device_id) {
@@ -1157,18 +1146,10 @@ result<std::vector<IssuedCertificate>> SqliteCatalog::revoked_certificates() {
   if (!q) {
     return q.error();
   }
-  std::vector<IssuedCertificate> out;
-  while (true) {
-    auto row = q->step();
-    if (!row) {
-      return row.error();
-    }
-    if (!*row) {
-      return out;
-    }
-    out.push_back(IssuedCertificate{q->text(0), q->text(1), q->text(2), q->int64(3), q->int64(4),
-                                    q->opt_int64(5)});
-  }
+  return collect(*q, [](const Query& r) {
+    return IssuedCertificate{r.text(0),  r.text(1),  r.text(2),
+                             r.int64(3), r.int64(4), r.opt_int64(5)};
+  });
 }
 
 }  // namespace fwdepot::storage
