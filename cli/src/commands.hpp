@@ -68,4 +68,14 @@ struct TokenOptions {
 int run_token_create(const TokenOptions& o);
 int run_token_revoke(const TokenOptions& o);
 
+struct ServeOptions {
+  std::filesystem::path data_dir;
+  // Each overrides the configuration file when given.
+  std::optional<std::string> device_listen;
+  std::optional<std::string> admin_listen;
+  std::optional<std::string> coaps_listen;
+  std::optional<unsigned> threads;
+};
+int run_serve(const ServeOptions& o);
+
 }  // namespace fwdepot::cli

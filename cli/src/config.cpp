@@ -3,6 +3,8 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
+#include <array>
 #include <set>
 
 namespace fwdepot::cli {
@@ -21,6 +23,8 @@ std::string default_config_toml() {
 device_listen = "0.0.0.0:8443"    # HTTPS for devices, client certificates required
 admin_listen = "127.0.0.1:8444"   # HTTPS for admins (bearer tokens) and the web UI
 coaps_listen = "0.0.0.0:5684"     # CoAP over DTLS for constrained devices
+threads = 0                       # worker threads; 0 is one per core
+log_level = "info"                # trace, debug, info, warn, error, critical or off
 
 [tls]
 ca = "pki/ca.pem"                 # device CA; devices must present a certificate it issued
@@ -39,6 +43,12 @@ blobs = "blobs"
 
 [limits]
 max_image_bytes = 1073741824      # largest accepted upload, in bytes
+max_connections = 10000           # open connections per listener; more are closed at once
+handshake_timeout_ms = 10000      # TLS handshake
+header_timeout_ms = 10000         # a whole request head, however slowly it trickles in
+body_timeout_ms = 30000           # longest pause while a request or response body moves
+idle_timeout_ms = 60000           # keep-alive wait for the next request
+shutdown_grace_ms = 10000         # SIGTERM lets in-flight requests finish this long
 )";
 }
 
@@ -64,6 +74,8 @@ result<Config> load_config(const std::filesystem::path& data_dir) {
   const std::set<std::string> known = {"server.device_listen",
                                        "server.admin_listen",
                                        "server.coaps_listen",
+                                       "server.threads",
+                                       "server.log_level",
                                        "tls.ca",
                                        "tls.ca_key",
                                        "tls.cert",
@@ -73,7 +85,13 @@ result<Config> load_config(const std::filesystem::path& data_dir) {
                                        "signing.threshold",
                                        "storage.database",
                                        "storage.blobs",
-                                       "limits.max_image_bytes"};
+                                       "limits.max_image_bytes",
+                                       "limits.max_connections",
+                                       "limits.handshake_timeout_ms",
+                                       "limits.header_timeout_ms",
+                                       "limits.body_timeout_ms",
+                                       "limits.idle_timeout_ms",
+                                       "limits.shutdown_grace_ms"};
   for (const auto& [section, node] : root) {
     const auto* table = node.as_table();
     if (table == nullptr) {
@@ -123,18 +141,26 @@ result<Config> load_config(const std::filesystem::path& data_dir) {
     return {};
   };
 
-  for (auto r :
-       {get_string("server.device_listen", c.device_listen),
-        get_string("server.admin_listen", c.admin_listen),
-        get_string("server.coaps_listen", c.coaps_listen),
-        get_path("tls.ca", c.ca_cert, "pki/ca.pem"), get_path("tls.ca_key", c.ca_key, "pki/ca.key"),
-        get_path("tls.cert", c.server_cert, "pki/server.pem"),
-        get_path("tls.key", c.server_key, "pki/server.key"),
-        get_path("tls.crl", c.crl, "pki/crl.pem"),
-        get_path("storage.database", c.database, "fwdepot.db"),
-        get_path("storage.blobs", c.blobs, "blobs"),
-        get_int("signing.threshold", c.threshold, 1, 16),
-        get_int("limits.max_image_bytes", c.max_image_bytes, 1, std::int64_t{1} << 53)}) {
+  for (auto r : {get_string("server.device_listen", c.device_listen),
+                 get_string("server.admin_listen", c.admin_listen),
+                 get_string("server.coaps_listen", c.coaps_listen),
+                 get_int("server.threads", c.threads, 0, 256),
+                 get_string("server.log_level", c.log_level),
+                 get_path("tls.ca", c.ca_cert, "pki/ca.pem"),
+                 get_path("tls.ca_key", c.ca_key, "pki/ca.key"),
+                 get_path("tls.cert", c.server_cert, "pki/server.pem"),
+                 get_path("tls.key", c.server_key, "pki/server.key"),
+                 get_path("tls.crl", c.crl, "pki/crl.pem"),
+                 get_path("storage.database", c.database, "fwdepot.db"),
+                 get_path("storage.blobs", c.blobs, "blobs"),
+                 get_int("signing.threshold", c.threshold, 1, 16),
+                 get_int("limits.max_image_bytes", c.max_image_bytes, 1, std::int64_t{1} << 53),
+                 get_int("limits.max_connections", c.max_connections, 1, 1'000'000),
+                 get_int("limits.handshake_timeout_ms", c.handshake_timeout_ms, 100, 600'000),
+                 get_int("limits.header_timeout_ms", c.header_timeout_ms, 100, 600'000),
+                 get_int("limits.body_timeout_ms", c.body_timeout_ms, 100, 3'600'000),
+                 get_int("limits.idle_timeout_ms", c.idle_timeout_ms, 100, 3'600'000),
+                 get_int("limits.shutdown_grace_ms", c.shutdown_grace_ms, 0, 3'600'000)}) {
     if (!r) {
       return r.error();
     }
@@ -155,6 +181,13 @@ result<Config> load_config(const std::filesystem::path& data_dir) {
       }
       c.trusted_keys.push_back(resolve(s->get()));
     }
+  }
+  constexpr std::array<std::string_view, 7> kLevels = {"trace", "debug",    "info", "warn",
+                                                       "error", "critical", "off"};
+  if (std::find(kLevels.begin(), kLevels.end(), c.log_level) == kLevels.end()) {
+    return config_error(file,
+                        "'server.log_level' must be one of trace, debug, info, warn, "
+                        "error, critical, off");
   }
   if (static_cast<std::size_t>(c.threshold) > c.trusted_keys.size()) {
     return config_error(file, "'signing.threshold' is larger than the number of trusted keys");

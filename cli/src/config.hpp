@@ -19,6 +19,8 @@ struct Config {
   std::string device_listen = "0.0.0.0:8443";
   std::string admin_listen = "127.0.0.1:8444";
   std::string coaps_listen = "0.0.0.0:5684";
+  std::int64_t threads = 0;        // 0: one per core
+  std::string log_level = "info";  // trace, debug, info, warn, error, critical, off
   // [tls]
   std::filesystem::path ca_cert;  // device CA, also the issuer of the server certificate
   std::filesystem::path ca_key;   // only needed by `certs` commands, never by `serve`
@@ -33,6 +35,12 @@ struct Config {
   std::filesystem::path blobs;
   // [limits]
   std::int64_t max_image_bytes = std::int64_t{1} << 30;  // uploads above this are refused
+  std::int64_t max_connections = 10'000;                 // per listener
+  std::int64_t handshake_timeout_ms = 10'000;
+  std::int64_t header_timeout_ms = 10'000;  // the whole request head (slow-loris bound)
+  std::int64_t body_timeout_ms = 30'000;    // longest pause while a body is read or written
+  std::int64_t idle_timeout_ms = 60'000;    // keep-alive wait for the next request
+  std::int64_t shutdown_grace_ms = 10'000;  // in-flight work allowed after SIGTERM
 };
 
 /// The file `fwdepot init` writes, with every option and a comment for each.

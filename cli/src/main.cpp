@@ -113,6 +113,18 @@ int main(int argc, char** argv) {
   token_revoke->add_option("--name", token_opts.name, "The token's name")->required();
   token_revoke->callback([&] { exit_code = run_token_revoke(token_opts); });
 
+  ServeOptions serve;
+  auto* serve_cmd = app.add_subcommand("serve", "Run the HTTPS device and admin listeners");
+  serve_cmd->add_option("--data", serve.data_dir, "Data directory")->required();
+  serve_cmd->add_option("--device-listen", serve.device_listen,
+                        "ADDR:PORT for devices (port 0 picks a free port)");
+  serve_cmd->add_option("--admin-listen", serve.admin_listen,
+                        "ADDR:PORT for the admin API (port 0 picks a free port)");
+  serve_cmd->add_option("--coaps-listen", serve.coaps_listen, "ADDR:PORT for CoAPS");
+  serve_cmd->add_option("--threads", serve.threads, "Worker threads (default: one per core)")
+      ->check(CLI::Range(1, 256));
+  serve_cmd->callback([&] { exit_code = run_serve(serve); });
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

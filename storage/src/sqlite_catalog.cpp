@@ -652,7 +652,7 @@ result<DeviceRecord> SqliteCatalog::record_checkin(const DeviceCheckin& c, std::
                                         .version = c.version,
                                         .result = c.result,
                                         .message = c.message,
-                                        .image_id = std::nullopt});
+                                        .image_id = c.offered_image_id});
       !e) {
     return e.error();
   }

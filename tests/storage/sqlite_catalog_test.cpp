@@ -149,13 +149,13 @@ TEST_F(SqliteCatalogTest, CountsBlobReferences) {
 }
 
 TEST_F(SqliteCatalogTest, RecordsCheckinsWithHistoryInOrder) {
-  auto first = catalog_->record_checkin({"dev-1", "board-a", "1.0.0", "idle", {}, {}}, 100);
+  auto first = catalog_->record_checkin({"dev-1", "board-a", "1.0.0", "idle", {}, {}, 7}, 100);
   ASSERT_TRUE(first) << first.error();
   EXPECT_EQ(first->first_seen, 100);
   ASSERT_TRUE(
       catalog_->append_event({0, "dev-1", 150, "state", "downloading", "1.0.0", {}, {}, 7}));
-  auto second =
-      catalog_->record_checkin({"dev-1", "board-a", "1.1.0", "idle", "success", "<b>hi</b>"}, 200);
+  auto second = catalog_->record_checkin(
+      {"dev-1", "board-a", "1.1.0", "idle", "success", "<b>hi</b>", {}}, 200);
   ASSERT_TRUE(second);
   EXPECT_EQ(second->first_seen, 100);
   EXPECT_EQ(second->last_seen, 200);
@@ -168,9 +168,11 @@ TEST_F(SqliteCatalogTest, RecordsCheckinsWithHistoryInOrder) {
   ASSERT_TRUE(events);
   ASSERT_EQ(events->size(), 3u);
   EXPECT_EQ((*events)[0].kind, "checkin");
+  EXPECT_EQ((*events)[0].image_id, 7);  // the offer made in answer to that check-in
   EXPECT_EQ((*events)[1].state, "downloading");
   EXPECT_EQ((*events)[1].image_id, 7);
   EXPECT_EQ((*events)[2].result, "success");
+  EXPECT_EQ((*events)[2].image_id, std::nullopt);
   auto after = catalog_->list_events("dev-1", (*events)[1].id, 100);
   ASSERT_EQ(after->size(), 1u);
   EXPECT_EQ(catalog_->find_device("nobody").error(), error::not_found);
@@ -180,7 +182,7 @@ TEST_F(SqliteCatalogTest, PagesFiltersAndSortsDevices) {
   for (int i = 0; i < 25; ++i) {
     const std::string id = "dev-" + std::string(i < 10 ? "0" : "") + std::to_string(i);
     ASSERT_TRUE(catalog_->record_checkin(
-        {id, i % 2 ? "odd" : "even", i < 5 ? "2.0.0" : "1.0.0", "idle", {}, {}}, 1000 - i));
+        {id, i % 2 ? "odd" : "even", i < 5 ? "2.0.0" : "1.0.0", "idle", {}, {}, {}}, 1000 - i));
   }
   DeviceQuery q;
   q.limit = 10;

@@ -31,14 +31,16 @@ struct Error {
 
   /// "<code message>: <detail>", or just the code's message.
   [[nodiscard]] std::string message() const;
-};
 
-/// Compares the code only: tests and callers branch on what failed, not on its wording.
-inline bool operator==(const Error& e, const boost::system::error_code& c) { return e.code == c; }
-template <class Enum>
-requires boost::system::is_error_code_enum<Enum>::value bool operator==(const Error& e, Enum c) {
-  return e.code == make_error_code(c);
-}
+  /// Compares the code only: tests and callers branch on what failed, not on its wording.
+  /// Hidden friends, so that they never join overload resolution for `error_code == enum`.
+  friend bool operator==(const Error& e, const boost::system::error_code& c) { return e.code == c; }
+  template <class Enum>
+  requires boost::system::is_error_code_enum<Enum>::value friend bool operator==(const Error& e,
+                                                                                 Enum c) {
+    return e.code == make_error_code(c);
+  }
+};
 
 /// Prints message(); lets test frameworks show what failed.
 std::ostream& operator<<(std::ostream& os, const Error& e);

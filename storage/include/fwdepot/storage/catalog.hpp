@@ -41,6 +41,7 @@ struct DeviceCheckin {
   std::string state;                   // LwM2M state name: idle, downloading, ...
   std::optional<std::string> result;   // LwM2M result name of the last update, if reported
   std::optional<std::string> message;  // free text from the device, stored as text
+  std::optional<std::int64_t> offered_image_id;  // what the answer offers; kept in the event
 };
 
 struct DeviceRecord {
@@ -63,7 +64,7 @@ struct DeviceEvent {
   std::string version;
   std::optional<std::string> result;
   std::optional<std::string> message;
-  std::optional<std::int64_t> image_id;
+  std::optional<std::int64_t> image_id;  // checkin: the image offered in the answer
 };
 
 struct DeviceQuery {

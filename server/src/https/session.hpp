@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: Apache-2.0
+// The HTTPS listeners' accept loops and per-connection sessions (Beast, C++20 coroutines).
+#pragma once
+
+#include "fwdepot/server/server.hpp"
+#include "https/tls.hpp"
+#include "service/admin_service.hpp"
+#include "service/device_service.hpp"
+#include "service/metrics.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <atomic>
+#include <functional>
+#include <mutex>
+#include <set>
+
+namespace fwdepot::server {
+
+enum class Listener { device, admin };
+
+/// One session's handle for shutdown: lets the server cancel a read that is only waiting for
+/// a next request. Touched under the registry mutex; the cancel runs on the session's strand.
+struct SessionHandle {
+  boost::asio::any_io_executor strand;
+  std::function<void()> cancel_if_idle;  // runs on `strand`
+};
+
+/// Everything a session needs; owned by the server, outliving every session.
+struct ServerContext {
+  ServerContext(const ServerOptions& o, DeviceTls& d, std::shared_ptr<boost::asio::ssl::context> a,
+                Backend& b, DeviceService& ds, AdminService& as, Metrics& m)
+      : options(o),
+        device_tls(d),
+        admin_tls(std::move(a)),
+        backend(b),
+        devices(ds),
+        admin(as),
+        metrics(m) {}
+
+  const ServerOptions& options;
+  DeviceTls& device_tls;
+  std::shared_ptr<boost::asio::ssl::context> admin_tls;
+  Backend& backend;
+  DeviceService& devices;
+  AdminService& admin;
+  Metrics& metrics;
+  std::atomic<bool> draining{false};
+  std::atomic<std::size_t> device_connections{0};
+  std::atomic<std::size_t> admin_connections{0};
+  std::atomic<std::size_t> sessions{0};  // both listeners
+  std::function<void()> on_drained;      // called when draining and the last session ends
+
+  /// Sessions register while they live, so that shutdown can end the idle ones at once.
+  void register_session(const std::shared_ptr<SessionHandle>& h);
+  void unregister_session(const std::shared_ptr<SessionHandle>& h);
+  /// After `draining` is set: asks every session waiting for a next request to stop waiting.
+  void wake_idle_sessions();
+
+ private:
+  std::mutex registry_mutex_;
+  std::set<std::shared_ptr<SessionHandle>> registry_;
+};
+
+/// Accepts until the acceptor is closed, spawning one session per connection on its own strand.
+boost::asio::awaitable<void> accept_loop(boost::asio::ip::tcp::acceptor& acceptor,
+                                         Listener listener, ServerContext& ctx);
+
+}  // namespace fwdepot::server

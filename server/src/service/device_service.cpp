@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "service/device_service.hpp"
+
+#include "fwdepot/core/ids.hpp"
+#include "fwdepot/core/json.hpp"
+#include "fwdepot/core/semver.hpp"
+
+#include <array>
+#include <boost/json.hpp>
+
+namespace fwdepot::server {
+namespace {
+
+namespace json = boost::json;
+
+constexpr std::size_t kMaxCheckinBytes = 4096;
+constexpr std::size_t kMaxMessageBytes = 1024;
+
+constexpr std::array<std::string_view, 4> kStates = {"idle", "downloading", "downloaded",
+                                                     "updating"};
+constexpr std::array<std::string_view, 10> kResults = {"initial",
+                                                       "success",
+                                                       "not_enough_storage",
+                                                       "out_of_memory",
+                                                       "connection_lost",
+                                                       "integrity_failure",
+                                                       "unsupported_package",
+                                                       "invalid_uri",
+                                                       "update_failed",
+                                                       "unsupported_protocol"};
+
+// The offer a device at `current` gets from `offer`, if any: never the version it runs, and a
+// lower one only where the deployment allows a downgrade.
+bool should_offer(const storage::Offer& offer, std::string_view model, const Version& current) {
+  if (std::find(offer.image.models.begin(), offer.image.models.end(), model) ==
+      offer.image.models.end()) {
+    return false;
+  }
+  auto offered = Version::parse(offer.image.version);
+  if (!offered) {
+    return false;
+  }
+  if (*offered > current) {
+    return true;
+  }
+  return offer.deployment.allow_downgrade && *offered != current;
+}
+
+ApiResponse bad_request(std::string_view message) { return api_error(400, "bad_request", message); }
+
+}  // namespace
+
+bool is_lwm2m_state(std::string_view s) {
+  return std::find(kStates.begin(), kStates.end(), s) != kStates.end();
+}
+
+bool is_lwm2m_result(std::string_view s) {
+  return std::find(kResults.begin(), kResults.end(), s) != kResults.end();
+}
+
+ApiResponse DeviceService::checkin(const certs::DeviceIdentity& who, std::string_view body,
+                                   std::string_view https_origin, std::string_view coaps_origin,
+                                   std::int64_t now) {
+  auto parsed = parse_json_strict(body, {.max_bytes = kMaxCheckinBytes, .max_depth = 2});
+  if (!parsed) {
+    return api_error(parsed.error());
+  }
+  if (!parsed->is_object()) {
+    return bad_request("check-in must be a JSON object");
+  }
+  const json::object& o = parsed->get_object();
+  const core::error kind = core::error::invalid_argument;
+  if (auto r =
+          json_field::reject_unknown(o, {"model", "version", "state", "result", "message"}, kind);
+      !r) {
+    return bad_request(r.error().detail);
+  }
+  auto model = json_field::get_string(o, "model", kind);
+  auto version_text = json_field::get_string(o, "version", kind);
+  auto state = json_field::get_string(o, "state", kind);
+  auto result_text = json_field::get_optional_string(o, "result", kind);
+  auto message = json_field::get_optional_string(o, "message", kind);
+  if (!model || !version_text || !state || !result_text || !message) {
+    const Error e = !model          ? model.error()
+                    : !version_text ? version_text.error()
+                    : !state        ? state.error()
+                    : !result_text  ? result_text.error()
+                                    : message.error();
+    return bad_request(e.detail);
+  }
+  if (auto ok = validate_identifier(*model, "model"); !ok) {
+    return bad_request(ok.error().detail);
+  }
+  // A certificate that names a model binds the device to it: a device cannot ask for another
+  // model's firmware by claiming to be one.
+  if (!who.model.empty() && *model != who.model) {
+    return api_error(403, "forbidden", "model does not match the device certificate");
+  }
+  auto version = Version::parse(*version_text);
+  if (!version) {
+    return bad_request(version.error().detail);
+  }
+  if (!is_lwm2m_state(*state)) {
+    return bad_request("state must be one of idle, downloading, downloaded, updating");
+  }
+  if (*result_text && !is_lwm2m_result(**result_text)) {
+    return bad_request("result is not an LwM2M firmware update result");
+  }
+  if (*message && (*message)->size() > kMaxMessageBytes) {
+    return bad_request("message longer than 1024 bytes");
+  }
+
+  storage::DeviceCheckin c{
+      who.device_id,
+      std::string(*model),
+      version->to_string(),
+      std::string(*state),
+      *result_text ? std::optional<std::string>(std::string(**result_text)) : std::nullopt,
+      *message ? std::optional<std::string>(std::string(**message)) : std::nullopt,
+      std::nullopt};
+  bool new_outcome = false;
+  // The offer is decided first so that the check-in event records what the device was told.
+  auto offer = backend_.with_catalog(
+      [&](storage::Catalog& catalog) -> result<std::optional<storage::Offer>> {
+        auto found = catalog.find_offer(who.device_id, c.model);
+        if (!found) {
+          return found.error();
+        }
+        if (*found && !should_offer(**found, c.model, *version)) {
+          found->reset();
+        }
+        c.offered_image_id =
+            *found ? std::optional<std::int64_t>((*found)->image.id) : std::nullopt;
+        auto before = catalog.find_device(who.device_id);
+        if (!before && before.error() != storage::error::not_found) {
+          return before.error();
+        }
+        if (auto r = catalog.record_checkin(c, now); !r) {
+          return r.error();
+        }
+        // A device repeats its last result on every check-in until the next update starts;
+        // an outcome is new when the result or the version it reports changed.
+        new_outcome = c.result && *c.result != "initial" &&
+                      (!before || before->last_result != c.result || before->version != c.version);
+        return found;
+      });
+  if (!offer) {
+    return api_error(offer.error());
+  }
+  metrics_.checkin();
+  if (new_outcome) {
+    metrics_.update_outcome(*c.result);
+  }
+  if (!*offer) {
+    return {200, R"({"update":null})"};
+  }
+  const storage::ImageRecord& image = (*offer)->image;
+  json::object update;
+  update["image_id"] = image.id;
+  update["name"] = image.name;
+  update["version"] = image.version;
+  std::error_code ec;
+  update["manifest"] = json::parse(image.envelope, ec);
+  update["size"] = image.size_bytes;
+  update["sha256"] = hex_encode(image.sha256);
+  update["allow_downgrade"] = (*offer)->deployment.allow_downgrade;
+  json::object urls;
+  if (!https_origin.empty()) {
+    urls["https"] = std::string(https_origin) + "/api/v1/device/images/" + std::to_string(image.id);
+  }
+  if (!coaps_origin.empty()) {
+    urls["coaps"] = std::string(coaps_origin) + "/fw/" + std::to_string(image.id);
+  }
+  update["urls"] = std::move(urls);
+  return {200, json::serialize(json::object{{"update", std::move(update)}})};
+}
+
+result<storage::ImageRecord> DeviceService::authorize_download(const certs::DeviceIdentity& who,
+                                                               std::int64_t image_id) {
+  auto offer = backend_.with_catalog(
+      [&](storage::Catalog& catalog) -> result<std::optional<storage::Offer>> {
+        auto device = catalog.find_device(who.device_id);
+        if (!device) {
+          return device.error();
+        }
+        auto offer = catalog.find_offer(who.device_id, device->model);
+        if (!offer || !*offer) {
+          return offer;
+        }
+        auto current = Version::parse(device->version);
+        if (!current || !should_offer(**offer, device->model, *current)) {
+          return std::optional<storage::Offer>();
+        }
+        return offer;
+      });
+  if (!offer) {
+    if (offer.error() == storage::error::not_found) {
+      return Error(error::forbidden, "device has not checked in");
+    }
+    return offer.error();
+  }
+  if (!*offer || (*offer)->image.id != image_id) {
+    return Error(error::forbidden,
+                 "image " + std::to_string(image_id) + " is not offered to this device");
+  }
+  return std::move((*offer)->image);
+}
+
+}  // namespace fwdepot::server

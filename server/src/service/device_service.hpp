@@ -1,0 +1,42 @@
+// SPDX-License-Identifier: Apache-2.0
+// Check-in and download authorization for devices, independent of the transport.
+#pragma once
+
+#include "fwdepot/certs/pki.hpp"
+#include "service/api.hpp"
+#include "service/metrics.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace fwdepot::server {
+
+/// LwM2M Firmware Update object states and results, as names on the wire.
+[[nodiscard]] bool is_lwm2m_state(std::string_view s);
+[[nodiscard]] bool is_lwm2m_result(std::string_view s);
+
+class DeviceService {
+ public:
+  DeviceService(Backend& backend, Metrics& metrics) : backend_(backend), metrics_(metrics) {}
+
+  /// POST /checkin: validates the JSON body, records the check-in and its history event
+  /// (counting check-ins and, once each, the update outcomes devices report), and answers
+  /// {"update": null} or {"update": {...offer...}}. `https_origin` and `coaps_origin`
+  /// ("https://host:port") build the download URLs; an empty origin leaves that URL out.
+  [[nodiscard]] ApiResponse checkin(const certs::DeviceIdentity& who, std::string_view body,
+                                    std::string_view https_origin, std::string_view coaps_origin,
+                                    std::int64_t now);
+
+  /// The image `who` may download now: only the one currently offered to it. Errors:
+  /// error::forbidden (no such image, or not offered to this device: the two are not told
+  /// apart, so probing ids leaks nothing).
+  [[nodiscard]] result<storage::ImageRecord> authorize_download(const certs::DeviceIdentity& who,
+                                                                std::int64_t image_id);
+
+ private:
+  Backend& backend_;
+  Metrics& metrics_;
+};
+
+}  // namespace fwdepot::server

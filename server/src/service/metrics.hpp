@@ -1,0 +1,39 @@
+// SPDX-License-Identifier: Apache-2.0
+// Counters for /metrics, in the Prometheus text exposition format. Labels come from fixed sets
+// (route patterns, status codes, OpenSSL reason strings, LwM2M results), so cardinality stays
+// bounded whatever clients send.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <tuple>
+
+namespace fwdepot::server {
+
+class Metrics {
+ public:
+  void request(std::string_view listener, std::string_view route, int status);
+  void handshake_failure(std::string_view listener, std::string_view reason);
+  void bytes_served(std::uint64_t n) { bytes_served_ += n; }
+  void connection_opened() { ++open_connections_; }
+  void connection_closed() { --open_connections_; }
+  void checkin() { ++checkins_; }
+  void update_outcome(std::string_view result);
+
+  [[nodiscard]] std::string render() const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::tuple<std::string, std::string, int>, std::uint64_t> requests_;
+  std::map<std::pair<std::string, std::string>, std::uint64_t> handshake_failures_;
+  std::map<std::string, std::uint64_t> outcomes_;
+  std::atomic<std::uint64_t> bytes_served_{0};
+  std::atomic<std::int64_t> open_connections_{0};
+  std::atomic<std::uint64_t> checkins_{0};
+};
+
+}  // namespace fwdepot::server
