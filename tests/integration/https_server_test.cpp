@@ -7,7 +7,9 @@
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <algorithm>
 #include <boost/json.hpp>
+#include <sstream>
 
 namespace fwdepot::testing {
 namespace {
@@ -62,7 +64,7 @@ class HttpsServerTest : public ServerFixture {
   }
 };
 
-// --- the happy path, with curl on both sides -----------------------------------------------------
+// --- the happy path, with curl on both sides -------------------------------------------------
 
 TEST_F(HttpsServerTest, CurlUploadsDeviceChecksInDownloadsAndTheHistoryIsVisible) {
   start_server();
@@ -226,8 +228,139 @@ TEST_F(HttpsServerTest, DownloadsOnlyWhatIsOfferedToTheDevice) {
   EXPECT_EQ(device("dev-1", "GET", "/api/v1/device/images/999").status, 403);
 }
 
-// --- TLS refusals
-// ---------------------------------------------------------------------------------
+TEST_F(HttpsServerTest, DeploymentsTargetDevicesOverModelsAndGuardImages) {
+  issue_device("dev-2", "m1");
+  start_server();
+  make_image("v11", "fw", "1.1.0", {"m1"}, random_payload(1000));
+  make_image("v12", "fw", "1.2.0", {"m1"}, random_payload(1000));
+  make_image("v09", "fw", "0.9.0", {"m1"}, random_payload(1000));
+  const auto v11 = publish("v11");  // model-level
+  const auto v12 = parse(upload("v12").body).at("id").as_int64();
+  const auto v09 = parse(upload("v09").body).at("id").as_int64();
+  auto offered = [&](const std::string& id) -> json::value {
+    auto r = device(id, "POST", "/api/v1/device/checkin", checkin_body("1.0.0", "idle"));
+    EXPECT_EQ(r.status, 200) << r.body;
+    const auto u = parse(r.body).at("update");
+    return u.is_null() ? json::value(nullptr) : u.at("image_id");
+  };
+  EXPECT_EQ(offered("dev-1"), json::value(v11));
+
+  // A device-level assignment wins over a model-level one, even a newer one.
+  auto dep = admin("POST", "/api/v1/deployments",
+                   R"({"image_id":)" + std::to_string(v12) + R"(,"devices":["dev-1"]})");
+  ASSERT_EQ(dep.status, 201) << dep.body;
+  const auto dev_dep = parse(dep.body).at("id").as_int64();
+  auto newer_model = admin("POST", "/api/v1/deployments",
+                           R"({"image_id":)" + std::to_string(v11) + R"(,"models":["m1"]})");
+  ASSERT_EQ(newer_model.status, 201);
+  EXPECT_EQ(offered("dev-1"), json::value(v12));
+  EXPECT_EQ(offered("dev-2"), json::value(v11));
+
+  // A lower version is offered only where the deployment allows a downgrade.
+  ASSERT_EQ(admin("POST", "/api/v1/deployments",
+                  R"({"image_id":)" + std::to_string(v09) + R"(,"devices":["dev-2"]})")
+                .status,
+            201);
+  EXPECT_EQ(offered("dev-2"), json::value(nullptr));
+  ASSERT_EQ(admin("POST", "/api/v1/deployments",
+                  R"({"image_id":)" + std::to_string(v09) +
+                      R"(,"devices":["dev-2"],"allow_downgrade":true})")
+                .status,
+            201);
+  EXPECT_EQ(offered("dev-2"), json::value(v09));
+
+  // An image in an active deployment cannot be deleted; once cancelled, it can, blob and all.
+  auto in_use = admin("DELETE", "/api/v1/images/" + std::to_string(v12));
+  EXPECT_EQ(in_use.status, 409) << in_use.body;
+  EXPECT_EQ(error_code_of(in_use), "in_use");
+  EXPECT_EQ(admin("DELETE", "/api/v1/deployments/" + std::to_string(dev_dep)).status, 204);
+  EXPECT_EQ(admin("DELETE", "/api/v1/deployments/" + std::to_string(dev_dep)).status, 404);
+  EXPECT_EQ(offered("dev-1"), json::value(v11));
+  const std::string v12_digest = hex_encode(sha256(read_file(dir_ / "v12.bin")));
+  EXPECT_NE(storage_snapshot().find(v12_digest), std::string::npos);
+  EXPECT_EQ(admin("DELETE", "/api/v1/images/" + std::to_string(v12)).status, 204);
+  EXPECT_EQ(admin("GET", "/api/v1/images/" + std::to_string(v12)).status, 404);
+  EXPECT_EQ(storage_snapshot().find(v12_digest), std::string::npos);
+
+  // Devices: filters and paging.
+  auto page = admin("GET", "/api/v1/devices?model=m1&limit=1&sort=id");
+  ASSERT_EQ(page.status, 200) << page.body;
+  const auto p = parse(page.body);
+  EXPECT_EQ(p.at("total").as_int64(), 2);
+  ASSERT_EQ(p.at("devices").as_array().size(), 1u);
+  EXPECT_EQ(p.at("devices").as_array()[0].at("id"), "dev-1");
+  auto second = parse(admin("GET", "/api/v1/devices?model=m1&limit=1&offset=1&sort=id").body);
+  EXPECT_EQ(second.at("devices").as_array()[0].at("id"), "dev-2");
+  EXPECT_EQ(parse(admin("GET", "/api/v1/devices?model=m2").body).at("total").as_int64(), 0);
+  EXPECT_EQ(admin("GET", "/api/v1/devices?limit=0").status, 400);
+  EXPECT_EQ(admin("GET", "/api/v1/devices/nobody").status, 404);
+}
+
+// docs/openapi.yaml stays true: every documented route and method answers, with real ids,
+// something other than "no such resource" or "method not allowed".
+TEST_F(HttpsServerTest, EveryRouteInTheOpenApiDocumentExists) {
+  start_server();
+  make_image("fw", "fw", "1.1.0", {"m1"}, random_payload(1000));
+  const auto id = publish("fw");
+  ASSERT_EQ(id, 1);
+  ASSERT_EQ(device("dev-1", "POST", "/api/v1/device/checkin", checkin_body("1.0.0", "idle")).status,
+            200);
+
+  std::vector<std::pair<std::string, std::string>> operations;  // (method, path)
+  std::istringstream doc(
+      read_file(std::filesystem::path(FWDEPOT_SOURCE_DIR) / "docs/openapi.yaml"));
+  std::string line;
+  std::string path;
+  for (bool in_paths = false; std::getline(doc, line);) {
+    if (!line.empty() && line[0] != ' ' && line[0] != '#') {
+      in_paths = line == "paths:";
+      continue;
+    }
+    if (in_paths && line.starts_with("  /") && line.ends_with(":")) {
+      path = line.substr(2, line.size() - 3);
+    }
+    for (const char* m : {"get", "post", "delete", "head"}) {
+      if (in_paths && line == std::string("    ") + m + ":") {
+        operations.emplace_back(m, path);
+      }
+    }
+  }
+  ASSERT_EQ(operations.size(), 15u);
+  // Deletions last, deployments before images, so that every id still exists when it is used.
+  auto rank = [](const std::pair<std::string, std::string>& op) {
+    return op.first != "delete" ? 0 : op.second.find("deployments") != std::string::npos ? 1 : 2;
+  };
+  std::stable_sort(operations.begin(), operations.end(),
+                   [&](const auto& a, const auto& b) { return rank(a) < rank(b); });
+  for (auto [method, route] : operations) {
+    std::string target = route;
+    if (auto at = target.find("{id}"); at != std::string::npos) {
+      target.replace(at, 4, route.starts_with("/api/v1/devices/") ? "dev-1" : "1");
+    }
+    std::transform(method.begin(), method.end(), method.begin(), ::toupper);
+    std::string body;
+    std::vector<std::string> extra;
+    if (method == "HEAD") {
+      extra.push_back("--head");
+    } else if (route == "/api/v1/device/checkin") {
+      body = checkin_body("1.0.0", "idle");
+    } else if (method == "POST" && route == "/api/v1/deployments") {
+      body = R"({"image_id":1,"models":["m1"]})";
+    } else if (method == "POST" && route == "/api/v1/images") {
+      extra = {"-F", "manifest=@" + (dir_ / "fw.dsse").string(), "-F",
+               "image=@" + (dir_ / "fw.bin").string()};
+    }
+    const HttpReply r = route.starts_with("/api/v1/device/")
+                            ? device("dev-1", method, target, body, extra)
+                            : admin(method, target, body, extra);
+    EXPECT_NE(r.status, 405) << method << " " << target;
+    EXPECT_TRUE(r.status != 404 || r.body.find("no such resource") == std::string::npos)
+        << method << " " << target << ": " << r.body;
+    EXPECT_TRUE(r.status > 0 && r.status < 500) << method << " " << target << ": " << r.status;
+  }
+}
+
+// --- TLS refusals ----------------------------------------------------------------------------
 
 TEST_F(HttpsServerTest, HandshakeRefusesMissingForeignExpiredAndRevokedCertificates) {
   // A certificate from another CA, and one of ours that expired yesterday.
