@@ -13,8 +13,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
-#include <charconv>
 #include <unistd.h>
+#include <charconv>
 
 #include <csignal>
 #include <thread>
@@ -247,8 +247,8 @@ std::uint16_t Server::admin_port() const { return impl_->admin_acceptor->local_e
 void Server::run() {
   Impl& s = *impl_;
   spdlog::info("listening pid={} device={} admin={} threads={}", ::getpid(),
-               endpoint_text(*s.device_acceptor),
-               endpoint_text(*s.admin_acceptor), thread_count(s.options));
+               endpoint_text(*s.device_acceptor), endpoint_text(*s.admin_acceptor),
+               thread_count(s.options));
   asio::co_spawn(*s.io, accept_loop(*s.device_acceptor, Listener::device, *s.ctx), asio::detached);
   asio::co_spawn(*s.io, accept_loop(*s.admin_acceptor, Listener::admin, *s.ctx), asio::detached);
   s.wait_for_signal();

@@ -643,6 +643,27 @@ TEST_F(HttpsServerTest, SlowLorisIsTimedOutWhileOthersAreServed) {
   EXPECT_EQ(answer, "");  // hung up on, not answered
 }
 
+TEST_F(HttpsServerTest, ConnectionsOverTheCapAreClosedAndCounted) {
+  options_.max_connections = 1;
+  start_server();
+  {
+    TlsClient holder(server_->admin_port());  // the admin listener's one connection
+    auto refused = curl({admin_url("/healthz")});
+    EXPECT_NE(refused.exit_code, 0);
+    EXPECT_EQ(refused.status, 0);
+  }
+  // The device listener has its own cap: its connections are unaffected, and with the holder
+  // gone the admin listener serves again (curl retries on a fresh connection each time).
+  EXPECT_EQ(device("dev-1", "POST", "/api/v1/device/checkin", checkin_body("1.0.0", "idle")).status,
+            200);
+  HttpReply ok;
+  for (int attempt = 0; attempt < 50 && ok.status != 200; ++attempt) {
+    ok = curl({admin_url("/healthz")});  // the holder's session ends asynchronously
+  }
+  EXPECT_EQ(ok.status, 200);
+  EXPECT_NE(metrics().find("reason=\"connection limit\"}"), std::string::npos) << metrics();
+}
+
 TEST_F(HttpsServerTest, StopLetsAnInFlightDownloadFinish) {
   options_.shutdown_grace = std::chrono::milliseconds(20'000);
   start_server();
