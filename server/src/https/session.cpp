@@ -36,6 +36,8 @@ constexpr std::size_t kMaxHeaderBytes = 8 * 1024;
 constexpr std::size_t kMaxJsonBodyBytes = 64 * 1024;
 constexpr std::size_t kIoChunkBytes = 64 * 1024;
 constexpr std::chrono::seconds kShutdownTimeout{5};
+constexpr std::chrono::seconds kLingerTimeout{2};
+constexpr std::size_t kLingerBytes = 1024 * 1024;
 
 std::int64_t unix_now() { return static_cast<std::int64_t>(std::time(nullptr)); }
 
@@ -614,6 +616,21 @@ asio::awaitable<void> run_session(tcp::socket socket, Listener l, ServerContext&
     spdlog::info(
         "request listener={} peer={} who={} method={} route={} status={} bytes={} ms={:.1f}",
         listener_name(l), peer, ex.who, ex.method, ex.route, ex.status, ex.bytes, ms);
+    if (!wec && ex.unread_body) {
+      // Answered without reading the body (401, 413, ...): closing now would reset the
+      // connection under a client still sending, and the reset can destroy the answer before
+      // the client reads it. Read and discard a bounded amount first (a "lingering close").
+      std::vector<char> sink(kIoChunkBytes);
+      std::size_t discarded = 0;
+      lowest.expires_after(kLingerTimeout);
+      while (discarded < kLingerBytes) {
+        auto [ec, n] = co_await stream.async_read_some(asio::buffer(sink), kNoThrow);
+        if (ec) {
+          break;
+        }
+        discarded += n;
+      }
+    }
     if (wec || !ex.keep_alive || ex.unread_body) {
       break;
     }
