@@ -62,6 +62,12 @@ Error net_error(const error_code& ec, std::string_view step, const Target& t) {
   if (ec == beast::error::timeout) {
     return Error(error::timeout, where + "timed out");
   }
+  // A TLS alert (in TLS 1.3 the server refuses a client certificate after the client thinks
+  // the handshake is done) is a refusal: retrying cannot help. A connection cut without
+  // close_notify (stream_truncated) is a network failure like any other.
+  if (ec.category() == asio::error::get_ssl_category()) {
+    return Error(error::tls_failed, where + ec.message());
+  }
   return Error(error::connection_failed, where + ec.message());
 }
 
@@ -156,13 +162,25 @@ class HttpsTransport final : public Transport {
     std::unique_ptr<Stream> stream;
   };
 
+  // One context per origin while its configuration stays the same: building one parses the
+  // trust store again, and TLS sessions resume only within the context that made them.
   result<std::shared_ptr<ssl::context>> context_for(const Target& t, SecurityConfig& config) {
     auto c = options_.security(t.url);
     if (!c) {
       return c.error();
     }
     config = std::move(*c);
-    return make_tls_context(config);
+    const std::string origin = t.host + ":" + t.port;
+    if (auto it = contexts_.find(origin); it != contexts_.end() && it->second.first == config) {
+      return it->second.second;
+    }
+    auto context = make_tls_context(config);
+    if (!context) {
+      return context.error();
+    }
+    sessions_.erase(origin);
+    contexts_[origin] = {config, *context};
+    return context;
   }
 
   asio::awaitable<result<Connection>> open(const Target& t) {
@@ -222,6 +240,13 @@ class HttpsTransport final : public Transport {
     }
   }
 
+  // A clean TLS close: OpenSSL marks the session of a connection freed without close_notify
+  // as not resumable, which would cost the next exchange a full handshake.
+  asio::awaitable<void> close(Connection& c) {
+    beast::get_lowest_layer(*c.stream).expires_after(std::chrono::seconds(2));
+    (void)co_await c.stream->async_shutdown(kNoThrow);
+  }
+
   void set_common(http::request_header<>& h, const Target& t) {
     h.set(http::field::host, t.host.find(':') == std::string::npos ? t.host + ":" + t.port
                                                                    : "[" + t.host + "]:" + t.port);
@@ -252,6 +277,7 @@ class HttpsTransport final : public Transport {
       co_return net_error(ec, "receive", t);
     }
     keep_session(t, *c);
+    co_await close(*c);
     const int status = static_cast<int>(parser.get().result_int());
     std::string body = std::move(parser.get().body());
     if (status != 200) {
@@ -335,11 +361,13 @@ class HttpsTransport final : public Transport {
         co_return net_error(ec, "download", t);  // cut short: the caller resumes
       }
     }
+    co_await close(*c);
     co_return true;
   }
 
   TransportOptions options_;
   asio::io_context io_;
+  std::map<std::string, std::pair<SecurityConfig, std::shared_ptr<ssl::context>>> contexts_;
   std::map<std::string, std::shared_ptr<SSL_SESSION>> sessions_;  // by host:port
   bool resumed_ = false;
 };

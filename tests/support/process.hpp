@@ -12,6 +12,7 @@
 
 #include <array>
 #include <cerrno>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -26,7 +27,12 @@ struct ProcessResult {
   std::string err;
 };
 
-inline ProcessResult run_process(const std::vector<std::string>& argv) {
+/// `on_start`, if given, learns the child's pid as soon as it runs; `on_output` sees its
+/// stdout so far each time more arrives (to act on what it printed, e.g. signal it).
+/// run_process still waits for the child and reaps it.
+inline ProcessResult run_process(
+    const std::vector<std::string>& argv, const std::function<void(pid_t)>& on_start = {},
+    const std::function<void(pid_t, const std::string&)>& on_output = {}) {
   std::array<int, 2> out_pipe{};
   std::array<int, 2> err_pipe{};
   if (::pipe(out_pipe.data()) != 0 || ::pipe(err_pipe.data()) != 0) {
@@ -55,6 +61,9 @@ inline ProcessResult run_process(const std::vector<std::string>& argv) {
     ::close(err_pipe[0]);
     throw std::runtime_error("cannot start " + argv[0]);
   }
+  if (on_start) {
+    on_start(pid);
+  }
   ProcessResult result;
   std::array<pollfd, 2> fds{pollfd{out_pipe[0], POLLIN, 0}, pollfd{err_pipe[0], POLLIN, 0}};
   std::array<std::string*, 2> sinks{&result.out, &result.err};
@@ -74,6 +83,9 @@ inline ProcessResult run_process(const std::vector<std::string>& argv) {
       const ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
       if (n > 0) {
         sinks[i]->append(buf, static_cast<std::size_t>(n));
+        if (i == 0 && on_output) {
+          on_output(pid, result.out);
+        }
       } else if (n == 0 || errno != EINTR) {
         ::close(fds[i].fd);
         fds[i].fd = -1;

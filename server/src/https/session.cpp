@@ -281,6 +281,7 @@ asio::awaitable<error_code> serve_download(Stream& stream, ServerContext& ctx, E
   if (head || length == 0) {
     co_return error_code{};
   }
+  ctx.metrics.download_started(ranged == RangeResult::ok);
   std::vector<char> chunk(kIoChunkBytes);
   std::uint64_t offset = range.first;
   std::uint64_t remaining = length;

@@ -22,6 +22,7 @@ constexpr const char* kTls12Ciphers =
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-GCM-SHA256:"
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-CHACHA20-POLY1305";
 constexpr unsigned char kSessionIdContext[] = "fwdepot-device";
+constexpr long kSessionLifetimeSeconds = 300;
 
 Error tls_error(std::string_view what) {
   return Error(certs::error::crypto_failure, std::string(what) + ": " + openssl::drain_errors());
@@ -144,6 +145,10 @@ result<void> DeviceTls::rebuild_locked() {
   SSL_CTX_set_client_CA_list(native, names);
   SSL_CTX_set_verify(native, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
   SSL_CTX_set_session_id_context(native, kSessionIdContext, sizeof kSessionIdContext - 1);
+  // A resumed session skips the certificate checks, so it must not outlive them for long: each
+  // CRL change builds a new context (new ticket keys: no old session resumes), and a session
+  // lasts at most this long.
+  SSL_CTX_set_timeout(native, kSessionLifetimeSeconds);
   context_ = std::move(*ctx);
   spdlog::info("crl_loaded path={} number={} revoked={} next_update={}",
                log_value(crl_path_.string()), crl->number(), crl->revoked_count(),

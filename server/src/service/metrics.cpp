@@ -57,6 +57,12 @@ std::string Metrics::render() const {
   out += "# HELP fwdepot_bytes_served_total Image payload bytes sent to devices.\n";
   out += "# TYPE fwdepot_bytes_served_total counter\n";
   out += "fwdepot_bytes_served_total " + std::to_string(bytes_served_.load()) + "\n";
+  out += "# HELP fwdepot_downloads_total Payload downloads begun, whole or ranged (resumed).\n";
+  out += "# TYPE fwdepot_downloads_total counter\n";
+  out +=
+      "fwdepot_downloads_total{range=\"false\"} " + std::to_string(full_downloads_.load()) + "\n";
+  out +=
+      "fwdepot_downloads_total{range=\"true\"} " + std::to_string(ranged_downloads_.load()) + "\n";
   out += "# HELP fwdepot_open_connections Connections open now, both listeners.\n";
   out += "# TYPE fwdepot_open_connections gauge\n";
   out += "fwdepot_open_connections " + std::to_string(open_connections_.load()) + "\n";

@@ -19,6 +19,8 @@ class Metrics {
   void request(std::string_view listener, std::string_view route, int status);
   void handshake_failure(std::string_view listener, std::string_view reason);
   void bytes_served(std::uint64_t n) { bytes_served_ += n; }
+  /// A payload download begins: the whole payload, or a range (a resumption).
+  void download_started(bool ranged) { ++(ranged ? ranged_downloads_ : full_downloads_); }
   void connection_opened() { ++open_connections_; }
   void connection_closed() { --open_connections_; }
   void checkin() { ++checkins_; }
@@ -32,6 +34,8 @@ class Metrics {
   std::map<std::pair<std::string, std::string>, std::uint64_t> handshake_failures_;
   std::map<std::string, std::uint64_t> outcomes_;
   std::atomic<std::uint64_t> bytes_served_{0};
+  std::atomic<std::uint64_t> full_downloads_{0};
+  std::atomic<std::uint64_t> ranged_downloads_{0};
   std::atomic<std::int64_t> open_connections_{0};
   std::atomic<std::uint64_t> checkins_{0};
 };

@@ -29,6 +29,7 @@ struct PemSource {
     return {Kind::directory, std::move(p), {}};
   }
   static PemSource from_buffer(std::string pem) { return {Kind::buffer, {}, std::move(pem)}; }
+  friend bool operator==(const PemSource&, const PemSource&) = default;
 };
 
 struct CertificateSecurity {
@@ -45,12 +46,14 @@ struct CertificateSecurity {
   /// The server's public key (PEM SubjectPublicKeyInfo). When set, the handshake must present
   /// exactly this key, in addition to (or, without validation, instead of) the chain check.
   std::optional<std::string> pinned_server_public_key;
+  friend bool operator==(const CertificateSecurity&, const CertificateSecurity&) = default;
 };
 
 /// Pre-shared key mode, for DTLS (CoAPS). The HTTPS transport refuses it.
 struct PskSecurity {
   std::string identity;
   std::string key;  // raw bytes; never logged
+  friend bool operator==(const PskSecurity&, const PskSecurity&) = default;
 };
 
 enum class TlsVersion { tls1_2, tls1_3 };
@@ -65,6 +68,7 @@ struct SecurityConfig {
   std::string tls13_ciphersuites;
   /// Server name for SNI and for the certificate check; empty: the URI's host.
   std::optional<std::string> server_name;
+  friend bool operator==(const SecurityConfig&, const SecurityConfig&) = default;
 };
 
 /// Chooses the security configuration for a URI (a check-in or a download URL), as Anjay's
