@@ -307,5 +307,162 @@ TEST_F(ClientTest, LibraryResumesTheTlsSessionAndEnforcesAPinnedKey) {
   EXPECT_EQ(read_file(handler.firmware_path()), payload);
 }
 
+// Every knob of the security configuration, each against the real server: the cycles that
+// should connect do, and the ones that should not fail with the right error.
+TEST_F(ClientTest, SecurityConfigurationVariants) {
+  start_server();
+  std::filesystem::create_directories(state_dir());
+  auto base = [&] {
+    client::CertificateSecurity c;
+    c.trusted_certs = {client::PemSource::from_file(dir_ / "ca.pem")};
+    c.client_cert = client::PemSource::from_file(dir_ / "dev-1.pem");
+    c.client_key = client::PemSource::from_file(dir_ / "dev-1.key");
+    client::SecurityConfig s;
+    s.credentials = c;
+    return s;
+  };
+  auto cycle = [&](const client::SecurityConfig& s) -> result<client::CycleReport> {
+    client::UpdaterOptions o;
+    o.server_uri = "https://127.0.0.1:" + std::to_string(server_->device_port());
+    o.model = "m1";
+    o.trusted_keys = {signing_key_->public_key()};
+    o.state_dir = state_dir();
+    o.security = s;
+    o.retry.attempts = 1;
+    client::FileUpdateHandler handler(state_dir(), Version::parse("1.0.0").value());
+    auto updater = client::Updater::create(std::move(o), handler);
+    if (!updater) {
+      return updater.error();
+    }
+    return (*updater)->run_once();
+  };
+  auto certs_of = [](client::SecurityConfig& s) -> client::CertificateSecurity& {
+    return std::get<client::CertificateSecurity>(s.credentials);
+  };
+
+  ASSERT_TRUE(cycle(base()));
+
+  // Trust store from a hashed directory, as `openssl rehash` lays it out.
+  std::filesystem::create_directories(dir_ / "trust");
+  std::filesystem::copy_file(dir_ / "ca.pem", dir_ / "trust" / "ca.pem");
+  ASSERT_EQ(run_process({"openssl", "rehash", (dir_ / "trust").string()}).exit_code, 0);
+  auto from_dir = base();
+  certs_of(from_dir).trusted_certs = {client::PemSource::from_directory(dir_ / "trust")};
+  auto r = cycle(from_dir);
+  EXPECT_TRUE(r) << r.error();
+
+  // A password-protected key; and the wrong password.
+  auto key = PrivateKey::generate(KeyType::ecdsa_p256).value();
+  auto cert = ca_->issue_device(key.public_key(), "dev-1", "m1", now() - 60, 30).value();
+  auto protected_key = base();
+  certs_of(protected_key).client_cert = client::PemSource::from_buffer(cert.to_pem());
+  certs_of(protected_key).client_key =
+      client::PemSource::from_buffer(key.to_pem(std::string_view("s3cret")).value());
+  certs_of(protected_key).client_key_password = "s3cret";
+  r = cycle(protected_key);
+  EXPECT_TRUE(r) << r.error();
+  certs_of(protected_key).client_key_password = "wrong";
+  r = cycle(protected_key);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error(), client::error::invalid_argument);
+  EXPECT_EQ(r.error().message().find("s3cret"), std::string::npos);
+
+  // TLS 1.2 only, with an explicit cipher; TLS 1.3 only.
+  auto tls12 = base();
+  tls12.max_version = client::TlsVersion::tls1_2;
+  tls12.tls12_ciphers = "ECDHE-ECDSA-CHACHA20-POLY1305";
+  r = cycle(tls12);
+  EXPECT_TRUE(r) << r.error();
+  auto tls13 = base();
+  tls13.min_version = client::TlsVersion::tls1_3;
+  r = cycle(tls13);
+  EXPECT_TRUE(r) << r.error();
+  auto bad_cipher = base();
+  bad_cipher.tls12_ciphers = "NOT-A-CIPHER";
+  r = cycle(bad_cipher);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error(), client::error::invalid_argument);
+  // A cipher without forward secrecy: the server offers none of those.
+  auto static_rsa = base();
+  static_rsa.max_version = client::TlsVersion::tls1_2;
+  static_rsa.tls12_ciphers = "AES128-GCM-SHA256";
+  r = cycle(static_rsa);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error(), client::error::tls_failed);
+
+  // The name checked (and sent as SNI) can be overridden; a name the certificate lacks fails.
+  auto by_name = base();
+  by_name.server_name = "localhost";
+  r = cycle(by_name);
+  EXPECT_TRUE(r) << r.error();
+  auto wrong_name = base();
+  wrong_name.server_name = "fw.example.com";
+  r = cycle(wrong_name);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error(), client::error::tls_failed);
+  EXPECT_NE(r.error().message().find("hostname mismatch"), std::string::npos) << r.error();
+
+  // A CRL from the CA that revokes the server's certificate.
+  {
+    auto server_cert = certs::Certificate::from_pem(options_.server_cert_pem).value();
+    auto crl = ca_->make_crl(std::vector<certs::RevokedEntry>{{server_cert.serial_hex(), now()}},
+                             99, now() - 60, 30)
+                   .value();
+    auto revoked = base();
+    certs_of(revoked).crls = {client::PemSource::from_buffer(crl.to_pem())};
+    r = cycle(revoked);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), client::error::tls_failed);
+    EXPECT_NE(r.error().message().find("revoked"), std::string::npos) << r.error();
+  }
+
+  // PSK is for CoAPS: the HTTPS transport says so rather than trying.
+  client::SecurityConfig psk;
+  psk.credentials = client::PskSecurity{"dev-1", "0123456789abcdef"};
+  r = cycle(psk);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error(), client::error::unsupported_protocol);
+}
+
+// The per-URI hook decides for downloads too: refusing the payload's URI fails the cycle with
+// the hook's error, reported to the server, and nothing is stored.
+TEST_F(ClientTest, ThePerUriSecurityHookCanRefuseADownload) {
+  start_server();
+  make_image("fw", "fw", "1.1.0", {"m1"}, random_payload(1000));
+  publish("fw");
+  std::filesystem::create_directories(state_dir());
+  client::UpdaterOptions o;
+  o.server_uri = "https://127.0.0.1:" + std::to_string(server_->device_port());
+  o.model = "m1";
+  o.trusted_keys = {signing_key_->public_key()};
+  o.state_dir = state_dir();
+  o.retry.attempts = 1;
+  std::vector<std::string> asked;
+  o.get_security_config = [&](std::string_view uri) -> result<client::SecurityConfig> {
+    asked.emplace_back(uri);
+    if (uri.find("/images/") != std::string_view::npos) {
+      return Error(client::error::invalid_uri, "downloads only from the CDN");
+    }
+    client::CertificateSecurity c;
+    c.trusted_certs = {client::PemSource::from_file(dir_ / "ca.pem")};
+    c.client_cert = client::PemSource::from_file(dir_ / "dev-1.pem");
+    c.client_key = client::PemSource::from_file(dir_ / "dev-1.key");
+    client::SecurityConfig s;
+    s.credentials = c;
+    return s;
+  };
+  client::FileUpdateHandler handler(state_dir(), Version::parse("1.0.0").value());
+  auto updater = client::Updater::create(std::move(o), handler).value();
+  auto report = updater->run_once();
+  ASSERT_TRUE(report) << report.error();
+  EXPECT_EQ(report->outcome, client::Outcome::failed);
+  EXPECT_EQ(*report->error, client::error::invalid_uri);
+  EXPECT_TRUE(std::any_of(asked.begin(), asked.end(), [](const std::string& u) {
+    return u.find("/api/v1/device/images/1") != std::string::npos;
+  }));
+  EXPECT_EQ(device_record().at("last_result"), "invalid_uri");
+  EXPECT_FALSE(std::filesystem::exists(handler.firmware_path()));
+}
+
 }  // namespace
 }  // namespace fwdepot::testing
