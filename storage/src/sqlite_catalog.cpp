@@ -919,6 +919,74 @@ result<std::vector<DeploymentRecord>> SqliteCatalog::list_deployments() {
   return out;
 }
 
+result<FleetStats> SqliteCatalog::fleet_stats(std::size_t failures) {
+  FleetStats stats;
+  // Fixed column names only; nothing from a caller is concatenated.
+  for (auto [column, out] :
+       {std::pair{"version", &stats.by_version}, std::pair{"model", &stats.by_model},
+        std::pair{"state", &stats.by_state}}) {
+    auto q =
+        impl_->query(std::string("SELECT ") + column + ", count(*) AS n FROM devices GROUP BY " +
+                     column + " ORDER BY n DESC, " + column);
+    if (!q) {
+      return q.error();
+    }
+    auto rows = collect(*q, [](const Query& r) { return std::pair{r.text(0), r.int64(1)}; });
+    if (!rows) {
+      return rows.error();
+    }
+    *out = std::move(*rows);
+  }
+  for (const auto& [state, n] : stats.by_state) {
+    stats.devices += n;
+  }
+  auto q = impl_->query(std::string("SELECT ") + kDeviceColumns +
+                        " FROM devices WHERE last_result IS NOT NULL AND last_result NOT IN "
+                        "('initial', 'success') ORDER BY last_seen DESC, id LIMIT ?1");
+  if (!q) {
+    return q.error();
+  }
+  q->bind(1, static_cast<std::int64_t>(failures));
+  auto failed = collect(*q, [](const Query& r) { return read_device(r); });
+  if (!failed) {
+    return failed.error();
+  }
+  stats.recent_failures = std::move(*failed);
+  return stats;
+}
+
+result<DeploymentProgress> SqliteCatalog::deployment_progress(std::int64_t id) {
+  auto q = impl_->query(
+      "WITH dep AS (SELECT i.version AS version FROM deployments d JOIN images i "
+      "ON i.id = d.image_id WHERE d.id = ?1), "
+      "targeted AS (SELECT * FROM devices WHERE id IN (SELECT value FROM deployment_targets "
+      "WHERE deployment_id = ?1 AND kind = 'device') OR model IN (SELECT value FROM "
+      "deployment_targets WHERE deployment_id = ?1 AND kind = 'model')) "
+      "SELECT (SELECT count(*) FROM dep), count(t.id), "
+      "coalesce(sum(t.version = (SELECT version FROM dep)), 0), "
+      "coalesce(sum(t.state IN ('downloading', 'downloaded', 'updating')), 0), "
+      "coalesce(sum(t.version != (SELECT version FROM dep) AND t.last_result IS NOT NULL AND "
+      "t.last_result NOT IN ('initial', 'success')), 0) FROM targeted t");
+  if (!q) {
+    return q.error();
+  }
+  q->bind(1, id);
+  auto row = single(
+      *q,
+      [](const Query& r) {
+        return std::pair{r.int64(0),
+                         DeploymentProgress{r.int64(1), r.int64(2), r.int64(3), r.int64(4)}};
+      },
+      Error(error::not_found, "deployment " + std::to_string(id)));
+  if (!row) {
+    return row.error();
+  }
+  if (row->first == 0) {
+    return Error(error::not_found, "deployment " + std::to_string(id));
+  }
+  return row->second;
+}
+
 result<void> SqliteCatalog::cancel_deployment(std::int64_t id, std::int64_t now) {
   auto q = impl_->query(
       "UPDATE deployments SET cancelled_at = ?2 WHERE id = ?1 AND cancelled_at IS NULL");

@@ -298,6 +298,104 @@ TEST_F(HttpsServerTest, DeploymentsTargetDevicesOverModelsAndGuardImages) {
   EXPECT_EQ(admin("GET", "/api/v1/devices/nobody").status, 404);
 }
 
+TEST_F(HttpsServerTest, FleetStatsAndDeploymentProgressFollowTheDevices) {
+  issue_device("dev-2", "m1");
+  issue_device("dev-3", "m1");
+  start_server();
+  make_image("fw", "fw", "1.1.0", {"m1"}, random_payload(1000));
+  const auto id = publish("fw");
+  const std::string deployment = "/api/v1/deployments/1";
+  auto progress = [&] { return parse(admin("GET", deployment).body).at("progress"); };
+  EXPECT_EQ(progress(), parse(R"({"targeted":0,"at_version":0,"in_progress":0,"failed":0})"));
+
+  ASSERT_EQ(device("dev-1", "POST", "/api/v1/device/checkin", checkin_body("1.0.0", "idle")).status,
+            200);
+  ASSERT_EQ(device("dev-2", "POST", "/api/v1/device/checkin", checkin_body("1.0.0", "downloading"))
+                .status,
+            200);
+  ASSERT_EQ(device("dev-3", "POST", "/api/v1/device/checkin",
+                   checkin_body("1.0.0", "idle", "integrity_failure"))
+                .status,
+            200);
+  EXPECT_EQ(progress(), parse(R"({"targeted":3,"at_version":0,"in_progress":1,"failed":1})"));
+  ASSERT_EQ(
+      device("dev-1", "POST", "/api/v1/device/checkin", checkin_body("1.1.0", "idle", "success"))
+          .status,
+      200);
+  const auto detail = parse(admin("GET", deployment).body);
+  EXPECT_EQ(detail.at("image_id").as_int64(), id);
+  EXPECT_EQ(detail.at("progress"),
+            parse(R"({"targeted":3,"at_version":1,"in_progress":1,"failed":1})"));
+
+  auto stats = admin("GET", "/api/v1/stats");
+  ASSERT_EQ(stats.status, 200) << stats.body;
+  const auto s = parse(stats.body);
+  EXPECT_EQ(s.at("devices").as_int64(), 3);
+  EXPECT_EQ(s.at("by_version"),
+            parse(R"([{"key":"1.0.0","devices":2},{"key":"1.1.0","devices":1}])"));
+  EXPECT_EQ(s.at("by_model"), parse(R"([{"key":"m1","devices":3}])"));
+  ASSERT_EQ(s.at("recent_failures").as_array().size(), 1u) << stats.body;
+  EXPECT_EQ(s.at("recent_failures").as_array()[0].at("id"), "dev-3");
+
+  EXPECT_EQ(admin("GET", "/api/v1/deployments/99").status, 404);
+  EXPECT_EQ(admin("GET", "/api/v1/deployments/x").status, 404);
+  EXPECT_EQ(admin("POST", "/api/v1/stats").status, 405);
+}
+
+// The admin listener serves the web UI: every answer carries the browser protections, the
+// files are compiled in, and nothing but the UI's own files is served outside /api.
+TEST_F(HttpsServerTest, AdminAnswersCarryBrowserProtectionsAndServeTheUi) {
+  start_server();
+  const auto headers = dir_ / "headers.txt";
+  auto with_headers = [&](const std::string& path, bool token) {
+    std::vector<std::string> args{"-D", headers.string()};
+    if (token) {
+      args.insert(args.end(), {"-H", "Authorization: Bearer " + token_});
+    }
+    args.push_back(admin_url(path));
+    auto r = curl(args);
+    std::string h = read_file(headers);
+    std::transform(h.begin(), h.end(), h.begin(), ::tolower);
+    return std::pair{r, h};
+  };
+  for (const auto& [path, token] :
+       std::vector<std::pair<std::string, bool>>{{"/", false},
+                                                 {"/app.js", false},
+                                                 {"/api/v1/images", true},
+                                                 {"/api/v1/images", false},
+                                                 {"/nope.html", false}}) {
+    const auto [reply, h] = with_headers(path, token);
+    for (const char* expected : {"content-security-policy: default-src 'none'; script-src 'self'; ",
+                                 "frame-ancestors 'none'", "x-content-type-options: nosniff",
+                                 "referrer-policy: no-referrer", "x-frame-options: deny"}) {
+      EXPECT_NE(h.find(expected), std::string::npos) << path << " lacks " << expected << "\n" << h;
+    }
+    EXPECT_EQ(h.find("unsafe-inline"), std::string::npos) << path;
+  }
+  const auto [index, index_headers] = with_headers("/", false);
+  EXPECT_EQ(index.status, 200);
+  EXPECT_EQ(index.body, read_file(std::filesystem::path(FWDEPOT_SOURCE_DIR) / "web/index.html"));
+  EXPECT_NE(index_headers.find("content-type: text/html; charset=utf-8"), std::string::npos);
+  // No inline script or style anywhere in the page: the CSP would block them.
+  EXPECT_EQ(index.body.find("<script>"), std::string::npos);
+  EXPECT_EQ(index.body.find("style="), std::string::npos);
+  const auto [js, js_headers] = with_headers("/app.js", false);
+  EXPECT_EQ(js.body, read_file(std::filesystem::path(FWDEPOT_SOURCE_DIR) / "web/app.js"));
+  EXPECT_NE(js_headers.find("content-type: text/javascript"), std::string::npos);
+
+  EXPECT_EQ(with_headers("/nope.html", false).first.status, 404);
+  EXPECT_EQ(with_headers("/web/app.js", false).first.status, 404);
+  EXPECT_EQ(with_headers("/..%2fCMakeLists.txt", false).first.status, 400);
+  EXPECT_EQ(admin("POST", "/app.js").status, 405);
+  // Metrics label unknown paths as one series, whatever a client sends.
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(admin("GET", "/api/v1/junk" + std::to_string(i)).status, 404);
+  }
+  const std::string m = metrics();
+  EXPECT_EQ(m.find("junk"), std::string::npos) << m;
+  EXPECT_NE(m.find("route=\"unknown\""), std::string::npos) << m;
+}
+
 // docs/openapi.yaml stays true: every documented route and method answers, with real ids,
 // something other than "no such resource" or "method not allowed".
 TEST_F(HttpsServerTest, EveryRouteInTheOpenApiDocumentExists) {
@@ -327,7 +425,7 @@ TEST_F(HttpsServerTest, EveryRouteInTheOpenApiDocumentExists) {
       }
     }
   }
-  ASSERT_EQ(operations.size(), 15u);
+  ASSERT_EQ(operations.size(), 17u);
   // Deletions last, deployments before images, so that every id still exists when it is used.
   auto rank = [](const std::pair<std::string, std::string>& op) {
     return op.first != "delete" ? 0 : op.second.find("deployments") != std::string::npos ? 1 : 2;

@@ -241,6 +241,41 @@ TEST_F(SqliteCatalogTest, OffersPreferDeviceTargetsThenTheNewest) {
   EXPECT_EQ(catalog_->cancel_deployment(*m2, 32).error(), error::not_found);
 }
 
+TEST_F(SqliteCatalogTest, SummarizesTheFleetAndADeploymentsProgress) {
+  const std::int64_t img = add(image("fw", "2.0.0"));
+  auto dep = catalog_->create_deployment({img, {"x-9"}, {"board-a"}, false, 10});
+  ASSERT_TRUE(dep);
+  auto checkin = [&](std::string id, std::string model, std::string version, std::string state,
+                     std::optional<std::string> result, std::int64_t at) {
+    ASSERT_TRUE(catalog_->record_checkin({id, model, version, state, result, {}, {}}, at));
+  };
+  checkin("a-1", "board-a", "2.0.0", "idle", "success", 100);
+  checkin("a-2", "board-a", "1.0.0", "downloading", "initial", 101);
+  checkin("a-3", "board-a", "1.0.0", "idle", "integrity_failure", 102);
+  checkin("b-1", "board-b", "1.0.0", "idle", "update_failed", 103);
+  checkin("x-9", "board-x", "1.0.0", "updating", "initial", 104);  // targeted by id
+
+  auto stats = catalog_->fleet_stats(10);
+  ASSERT_TRUE(stats) << stats.error();
+  EXPECT_EQ(stats->devices, 5);
+  using Counts = std::vector<std::pair<std::string, std::int64_t>>;
+  EXPECT_EQ(stats->by_version, (Counts{{"1.0.0", 4}, {"2.0.0", 1}}));
+  EXPECT_EQ(stats->by_model, (Counts{{"board-a", 3}, {"board-b", 1}, {"board-x", 1}}));
+  EXPECT_EQ(stats->by_state, (Counts{{"idle", 3}, {"downloading", 1}, {"updating", 1}}));
+  ASSERT_EQ(stats->recent_failures.size(), 2u);
+  EXPECT_EQ(stats->recent_failures[0].id, "b-1");  // newest first
+  EXPECT_EQ(stats->recent_failures[1].id, "a-3");
+  EXPECT_EQ(catalog_->fleet_stats(1)->recent_failures.size(), 1u);
+
+  auto progress = catalog_->deployment_progress(*dep);
+  ASSERT_TRUE(progress) << progress.error();
+  EXPECT_EQ(progress->targeted, 4);  // a-1, a-2, a-3 by model, x-9 by id; not b-1
+  EXPECT_EQ(progress->at_version, 1);
+  EXPECT_EQ(progress->in_progress, 2);
+  EXPECT_EQ(progress->failed, 1);
+  EXPECT_EQ(catalog_->deployment_progress(*dep + 100).error(), error::not_found);
+}
+
 TEST_F(SqliteCatalogTest, RefusesDeploymentsWithoutImageOrTargets) {
   const std::int64_t id = add(image("fw", "1.0.0"));
   EXPECT_EQ(catalog_->create_deployment({id, {}, {}, false, 1}).error(), error::invalid_argument);

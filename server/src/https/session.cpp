@@ -4,6 +4,7 @@
 #include "fwdepot/certs/pki.hpp"
 #include "fwdepot/core/ids.hpp"
 #include "log.hpp"
+#include "web/assets.hpp"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
@@ -19,6 +20,7 @@
 #include <charconv>
 #include <chrono>
 #include <ctime>
+#include <set>
 
 namespace fwdepot::server {
 namespace {
@@ -54,12 +56,22 @@ struct Exchange {
   bool unread_body = false;  // a body no route read: the connection cannot carry another request
 };
 
+// The admin listener serves the web UI, so every answer carries the browser protections: no
+// inline or foreign scripts, no framing, no referrer leaks.
+constexpr const char* kContentSecurityPolicy =
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
 void add_common_headers(http::fields& f, Listener l) {
   f.set(http::field::server, "fwdepot");
   f.set(http::field::cache_control, "no-store");
   f.set("X-Content-Type-Options", "nosniff");
   if (l == Listener::admin) {
     f.set(http::field::strict_transport_security, "max-age=31536000");
+    f.set("Content-Security-Policy", kContentSecurityPolicy);
+    f.set("X-Frame-Options", "DENY");
+    f.set("Referrer-Policy", "no-referrer");
+    f.set("Cross-Origin-Opener-Policy", "same-origin");
   }
 }
 
@@ -436,15 +448,25 @@ asio::awaitable<error_code> route_device(Stream& stream, beast::flat_buffer& buf
   co_return co_await write_api(stream, l, ex, api_error(404, "not_found", "no such resource"));
 }
 
+// The route label for metrics and logs, from a closed set: ids become {id}, and a path that is
+// not a known route is "unknown", so that no client can grow a metric series per request.
 std::string admin_route_pattern(const std::vector<std::string>& seg) {
-  std::string out;
-  for (std::size_t i = 0; i < seg.size(); ++i) {
-    // Ids become placeholders so that metrics do not grow a series per object.
-    const bool id =
-        i == 3 && (seg[2] == "images" || seg[2] == "devices" || seg[2] == "deployments");
-    out += "/" + (id ? std::string("{id}") : seg[i]);
+  static const std::set<std::string, std::less<>> kCollections = {"images", "devices",
+                                                                  "deployments", "stats"};
+  if (seg.size() < 3 || seg.size() > 5 || !kCollections.contains(seg[2])) {
+    return "unknown";
   }
-  return out.empty() ? "/" : out;
+  std::string out = "/api/v1/" + seg[2];
+  if (seg.size() >= 4) {
+    out += "/{id}";
+  }
+  if (seg.size() == 5) {
+    if (seg[4] != "events") {
+      return "unknown";
+    }
+    out += "/events";
+  }
+  return out;
 }
 
 asio::awaitable<error_code> route_admin(Stream& stream, beast::flat_buffer& buffer,
@@ -463,7 +485,23 @@ asio::awaitable<error_code> route_admin(Stream& stream, beast::flat_buffer& buff
     co_return co_await write_response(stream, l, ex, 200, ctx.metrics.render(),
                                       "text/plain; version=0.0.4");
   }
-  if (segments.size() < 3 || segments[0] != "api" || segments[1] != "v1") {
+  if (segments.empty() || segments[0] != "api") {
+    // The web UI's files, compiled in. Everything else of the UI happens through the API.
+    ex.route = "/ui";
+    const std::string path = segments.empty() ? "/index.html" : "/" + segments.back();
+    const auto assets = web_assets();
+    const auto asset = std::find_if(assets.begin(), assets.end(),
+                                    [&](const WebAsset& a) { return a.path == path; });
+    if (segments.size() > 1 || asset == assets.end()) {
+      co_return co_await write_api(stream, l, ex, api_error(404, "not_found", "no such resource"));
+    }
+    if (req.method() != http::verb::get) {
+      co_return co_await write_api(stream, l, ex, api_error(405, "method_not_allowed", "use GET"));
+    }
+    co_return co_await write_response(stream, l, ex, 200, std::string(asset->bytes),
+                                      asset->content_type);
+  }
+  if (segments.size() < 3 || segments[1] != "v1") {
     co_return co_await write_api(stream, l, ex, api_error(404, "not_found", "no such resource"));
   }
   ex.route = admin_route_pattern(segments);

@@ -350,9 +350,66 @@ ApiResponse AdminService::handle(std::string_view method, std::string_view path,
     if (seg.size() != 2 || !id) {
       return api_error(404, "not_found", "no such deployment");
     }
-    return del ? cancel_deployment(*id, now) : method_not_allowed();
+    return get ? get_deployment(*id) : del ? cancel_deployment(*id, now) : method_not_allowed();
+  }
+  if (seg[0] == "stats" && seg.size() == 1) {
+    return get ? fleet_stats() : method_not_allowed();
   }
   return api_error(404, "not_found", "no such resource");
+}
+
+ApiResponse AdminService::fleet_stats() {
+  auto stats = backend_.with_catalog([](storage::Catalog& c) { return c.fleet_stats(20); });
+  if (!stats) {
+    return api_error(stats.error());
+  }
+  auto counts = [](const std::vector<std::pair<std::string, std::int64_t>>& in) {
+    json::array out;
+    for (const auto& [key, n] : in) {
+      out.emplace_back(json::object{{"key", key}, {"devices", n}});
+    }
+    return out;
+  };
+  json::array failures;
+  for (const auto& d : stats->recent_failures) {
+    failures.emplace_back(device_json(d));
+  }
+  return ok_json(200, json::object{{"devices", stats->devices},
+                                   {"by_version", counts(stats->by_version)},
+                                   {"by_model", counts(stats->by_model)},
+                                   {"by_state", counts(stats->by_state)},
+                                   {"recent_failures", std::move(failures)}});
+}
+
+ApiResponse AdminService::get_deployment(std::int64_t id) {
+  auto found = backend_.with_catalog(
+      [&](storage::Catalog& c)
+          -> result<std::pair<storage::DeploymentRecord, storage::DeploymentProgress>> {
+        auto progress = c.deployment_progress(id);
+        if (!progress) {
+          return progress.error();
+        }
+        auto all = c.list_deployments();
+        if (!all) {
+          return all.error();
+        }
+        for (auto& d : *all) {
+          if (d.id == id) {
+            return std::pair{std::move(d), *progress};
+          }
+        }
+        return Error(storage::error::not_found, "deployment " + std::to_string(id));
+      });
+  if (!found) {
+    return api_error(found.error());
+  }
+  json::object o = deployment_json(found->first);
+  const auto& p = found->second;
+  o["progress"] = json::object{{"targeted", p.targeted},
+                               {"at_version", p.at_version},
+                               {"in_progress", p.in_progress},
+                               {"failed", p.failed}};
+  return ok_json(200, o);
 }
 
 ApiResponse AdminService::list_images() {

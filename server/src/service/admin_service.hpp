@@ -64,6 +64,8 @@ class AdminService {
   ApiResponse create_deployment(std::string_view body, std::int64_t now);
   ApiResponse list_deployments();
   ApiResponse cancel_deployment(std::int64_t id, std::int64_t now);
+  ApiResponse get_deployment(std::int64_t id);
+  ApiResponse fleet_stats();
 
   Backend& backend_;
   std::vector<PublicKey> trusted_keys_;

@@ -124,6 +124,23 @@ struct IssuedCertificate {
   std::optional<std::int64_t> revoked_at;
 };
 
+/// The fleet at a glance.
+struct FleetStats {
+  std::int64_t devices = 0;
+  std::vector<std::pair<std::string, std::int64_t>> by_version;  // most devices first
+  std::vector<std::pair<std::string, std::int64_t>> by_model;
+  std::vector<std::pair<std::string, std::int64_t>> by_state;
+  std::vector<DeviceRecord> recent_failures;  // last result a failure, newest first
+};
+
+/// Where the devices a deployment targets stand (devices known to the catalog only).
+struct DeploymentProgress {
+  std::int64_t targeted = 0;
+  std::int64_t at_version = 0;   // run the deployment's image version
+  std::int64_t in_progress = 0;  // downloading, downloaded or updating
+  std::int64_t failed = 0;       // not at the version, and their last result is a failure
+};
+
 class Catalog {
  public:
   virtual ~Catalog() = default;
@@ -158,6 +175,8 @@ class Catalog {
   [[nodiscard]] virtual result<std::vector<DeviceEvent>> list_events(std::string_view device_id,
                                                                      std::int64_t after_id,
                                                                      std::size_t limit) = 0;
+  /// Counts per version, model and state, and the `failures` newest failed devices.
+  [[nodiscard]] virtual result<FleetStats> fleet_stats(std::size_t failures) = 0;
 
   // --- deployments ---
   /// Errors: error::not_found (no such image), error::invalid_argument (no targets).
@@ -166,6 +185,8 @@ class Catalog {
   [[nodiscard]] virtual result<std::vector<DeploymentRecord>> list_deployments() = 0;
   /// Errors: error::not_found (no such deployment, or already cancelled).
   [[nodiscard]] virtual result<void> cancel_deployment(std::int64_t id, std::int64_t now) = 0;
+  /// Errors: error::not_found.
+  [[nodiscard]] virtual result<DeploymentProgress> deployment_progress(std::int64_t id) = 0;
   /// The deployment that applies to this device: a device-level target wins over a model-level
   /// one, and the newest wins at the same level; cancelled deployments never apply. Version
   /// and rollback checks are the caller's. Returns nullopt when nothing applies.

@@ -50,9 +50,11 @@ class SqliteCatalog final : public Catalog {
   result<DevicePage> list_devices(const DeviceQuery& q) override;
   result<std::vector<DeviceEvent>> list_events(std::string_view device_id, std::int64_t after_id,
                                                std::size_t limit) override;
+  result<FleetStats> fleet_stats(std::size_t failures) override;
   result<std::int64_t> create_deployment(const NewDeployment& d) override;
   result<std::vector<DeploymentRecord>> list_deployments() override;
   result<void> cancel_deployment(std::int64_t id, std::int64_t now) override;
+  result<DeploymentProgress> deployment_progress(std::int64_t id) override;
   result<std::optional<Offer>> find_offer(std::string_view device_id,
                                           std::string_view model) override;
   result<std::int64_t> create_token(std::string_view name, std::string_view token_sha256_hex,
