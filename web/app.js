@@ -5,6 +5,7 @@
 const TOKEN_KEY = 'fwdepot.token';
 const POLL_MS = 2000;
 const PAGE = 50;
+const TIMELINE = 200;  // newest events on a device's page
 
 // --- DOM helpers ----------------------------------------------------------------------------
 
@@ -112,6 +113,7 @@ async function signIn(event) {
     });
     if (!res.ok) {
       $('sign-in-error').textContent = res.status === 401 ? 'Token refused.' : `Error ${res.status}`;
+      $('token').select();
       return;
     }
   } catch {
@@ -269,7 +271,7 @@ function device(root, [id]) {
     h('p', { class: 'error live', role: 'alert' }), info, h('h2', {}, 'Update history'), timeline);
   return async () => {
     const d = await api('GET', `/devices/${encodeURIComponent(id)}`);
-    const ev = await api('GET', `/devices/${encodeURIComponent(id)}/events?limit=1000`);
+    const ev = await api('GET', `/devices/${encodeURIComponent(id)}/events?order=desc&limit=${TIMELINE}`);
     const item = (k, v) => [h('dt', {}, k), h('dd', {}, v)];
     info.replaceChildren(
       ...item('Certificate identity (CN)', d.id), ...item('Model', d.model),
@@ -277,7 +279,7 @@ function device(root, [id]) {
       ...item('Last result', d.last_result ?? '—'),
       ...item('Last message', h('span', { id: 'device-message' }, d.last_message ?? '—')),
       ...item('First seen', when(d.first_seen)), ...item('Last seen', when(d.last_seen)));
-    timeline.replaceChildren(...ev.events.slice().reverse().map((e) => h('li', {},
+    timeline.replaceChildren(...ev.events.map((e) => h('li', {},
       h('time', {}, when(e.at)),
       `${e.version} · ${e.state}`,
       e.result ? [' · ', h('span', { class: failed(e.result) ? 'pill bad' : e.result === 'success' ? 'pill good' : 'pill' }, e.result)] : null,
@@ -361,7 +363,9 @@ function deployments(root) {
         h('td', {}, String(d.id)), h('td', {}, String(d.image_id)),
         h('td', {}, [...d.models.map((m) => `model ${m}`), ...d.devices].join(', ')),
         h('td', {}, d.allow_downgrade ? 'yes' : 'no'),
-        h('td', { class: 'progress' }, p ? `${p.at_version}/${p.targeted} at version · ${p.in_progress} updating · ${p.failed} failed` : 'cancelled'),
+        h('td', { class: 'progress' }, p ? [
+          h('progress', { max: Math.max(1, p.targeted), value: p.at_version, 'aria-label': `Deployment ${d.id}: devices at the version` }),
+          `${p.at_version}/${p.targeted} at version · ${p.in_progress} updating · ${p.failed} failed`] : 'cancelled'),
         h('td', {}, d.active ? h('button', {
           type: 'button', class: 'danger', 'aria-label': `Cancel deployment ${d.id}`,
           onclick: async () => { await api('DELETE', `/deployments/${d.id}`); refresh(); },

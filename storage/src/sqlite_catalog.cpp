@@ -785,17 +785,21 @@ result<DevicePage> SqliteCatalog::list_devices(const DeviceQuery& query) {
 }
 
 result<std::vector<DeviceEvent>> SqliteCatalog::list_events(std::string_view device_id,
-                                                            std::int64_t after_id,
-                                                            std::size_t limit) {
+                                                            const EventQuery& page) {
+  // Both orders walk the (device_id, id) index from the cursor.
   auto q = impl_->query(
-      "SELECT id, device_id, at, kind, state, version, result, message, image_id "
-      "FROM device_events WHERE device_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3");
+      page.newest_first
+          ? "SELECT id, device_id, at, kind, state, version, result, message, image_id "
+            "FROM device_events WHERE device_id = ?1 AND (?2 = 0 OR id < ?2) "
+            "ORDER BY id DESC LIMIT ?3"
+          : "SELECT id, device_id, at, kind, state, version, result, message, image_id "
+            "FROM device_events WHERE device_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3");
   if (!q) {
     return q.error();
   }
   q->bind(1, device_id)
-      .bind(2, after_id)
-      .bind(3, static_cast<std::int64_t>(std::min(limit, kMaxPageSize)));
+      .bind(2, page.cursor)
+      .bind(3, static_cast<std::int64_t>(std::min(page.limit, kMaxPageSize)));
   return collect(*q, [](const Query& r) {
     return DeviceEvent{r.int64(0), r.text(1),     r.int64(2),    r.text(3),     r.text(4),
                        r.text(5),  r.opt_text(6), r.opt_text(7), r.opt_int64(8)};

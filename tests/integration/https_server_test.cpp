@@ -127,6 +127,17 @@ TEST_F(HttpsServerTest, CurlUploadsDeviceChecksInDownloadsAndTheHistoryIsVisible
     EXPECT_EQ(list[i].at("result"), result) << i;
     EXPECT_EQ(list[i].at("image_id"), image) << i;
   }
+  // Newest first, and back from a cursor.
+  const auto newest = parse(admin("GET", "/api/v1/devices/dev-1/events?order=desc&limit=2").body);
+  ASSERT_EQ(newest.at("events").as_array().size(), 2u);
+  EXPECT_EQ(newest.at("events").as_array()[0], list[4]);
+  EXPECT_EQ(newest.at("events").as_array()[1], list[3]);
+  const auto older = parse(admin("GET", "/api/v1/devices/dev-1/events?order=desc&before=" +
+                                            std::to_string(list[3].at("id").as_int64()))
+                               .body);
+  EXPECT_EQ(older.at("events").as_array().size(), 3u);
+  EXPECT_EQ(admin("GET", "/api/v1/devices/dev-1/events?order=sideways").status, 400);
+  EXPECT_EQ(admin("GET", "/api/v1/devices/dev-1/events?order=desc&after=1").status, 400);
   const std::string m = metrics();
   EXPECT_NE(m.find("fwdepot_update_outcomes_total{result=\"success\"} 1\n"), std::string::npos)
       << m;

@@ -164,7 +164,7 @@ TEST_F(SqliteCatalogTest, RecordsCheckinsWithHistoryInOrder) {
   EXPECT_EQ(second->last_message, "<b>hi</b>");
   EXPECT_EQ(catalog_->append_event({0, "nobody", 1, "state", "idle", "1.0.0", {}, {}, {}}).error(),
             error::not_found);
-  auto events = catalog_->list_events("dev-1", 0, 100);
+  auto events = catalog_->list_events("dev-1", {});
   ASSERT_TRUE(events);
   ASSERT_EQ(events->size(), 3u);
   EXPECT_EQ((*events)[0].kind, "checkin");
@@ -173,8 +173,17 @@ TEST_F(SqliteCatalogTest, RecordsCheckinsWithHistoryInOrder) {
   EXPECT_EQ((*events)[1].image_id, 7);
   EXPECT_EQ((*events)[2].result, "success");
   EXPECT_EQ((*events)[2].image_id, std::nullopt);
-  auto after = catalog_->list_events("dev-1", (*events)[1].id, 100);
+  auto after = catalog_->list_events("dev-1", {.cursor = (*events)[1].id});
   ASSERT_EQ(after->size(), 1u);
+  // Newest first, paged backwards from a cursor.
+  auto newest = catalog_->list_events("dev-1", {.newest_first = true, .limit = 2});
+  ASSERT_TRUE(newest);
+  ASSERT_EQ(newest->size(), 2u);
+  EXPECT_EQ((*newest)[0].id, (*events)[2].id);
+  EXPECT_EQ((*newest)[1].id, (*events)[1].id);
+  auto older = catalog_->list_events("dev-1", {.newest_first = true, .cursor = (*newest)[1].id});
+  ASSERT_EQ(older->size(), 1u);
+  EXPECT_EQ((*older)[0].id, (*events)[0].id);
   EXPECT_EQ(catalog_->find_device("nobody").error(), error::not_found);
 }
 

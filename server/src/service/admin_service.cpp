@@ -501,15 +501,27 @@ ApiResponse AdminService::device_events(std::string_view id,
                                         const std::map<std::string, std::string>& q) {
   auto limit = parse_count(q, "limit", 100);
   auto after = parse_count(q, "after", 0);
-  if (!limit || !after || *limit == 0 || *limit > storage::kMaxPageSize) {
-    return api_error(400, "bad_request", "limit must be 1-1000 and after an event id");
+  auto before = parse_count(q, "before", 0);
+  if (!limit || !after || !before || *limit == 0 || *limit > storage::kMaxPageSize) {
+    return api_error(400, "bad_request", "limit must be 1-1000, after and before event ids");
   }
+  storage::EventQuery page{.limit = *limit};
+  if (auto it = q.find("order"); it != q.end() && it->second != "asc") {
+    if (it->second != "desc") {
+      return api_error(400, "bad_request", "order must be asc or desc");
+    }
+    page.newest_first = true;
+  }
+  if (page.newest_first ? *after != 0 : *before != 0) {
+    return api_error(400, "bad_request", "after pages order=asc, before pages order=desc");
+  }
+  page.cursor = static_cast<std::int64_t>(page.newest_first ? *before : *after);
   auto events =
       backend_.with_catalog([&](storage::Catalog& c) -> result<std::vector<storage::DeviceEvent>> {
         if (auto d = c.find_device(id); !d) {
           return d.error();
         }
-        return c.list_events(id, static_cast<std::int64_t>(*after), *limit);
+        return c.list_events(id, page);
       });
   if (!events) {
     return api_error(events.error());

@@ -79,6 +79,14 @@ struct DeviceQuery {
 };
 inline constexpr std::size_t kMaxPageSize = 1000;
 
+/// A page of one device's history. Oldest first from after `cursor` (0: the start), or newest
+/// first from before `cursor` (0: the end).
+struct EventQuery {
+  bool newest_first = false;
+  std::int64_t cursor = 0;
+  std::size_t limit = 100;  // capped at kMaxPageSize
+};
+
 struct DevicePage {
   std::vector<DeviceRecord> devices;
   std::uint64_t total = 0;  // matching devices over all pages
@@ -171,10 +179,9 @@ class Catalog {
   /// Errors: error::not_found.
   [[nodiscard]] virtual result<DeviceRecord> find_device(std::string_view id) = 0;
   [[nodiscard]] virtual result<DevicePage> list_devices(const DeviceQuery& q) = 0;
-  /// Oldest first, at most `limit` events with id greater than `after_id`.
+  /// At most `q.limit` events past the cursor, in the query's order.
   [[nodiscard]] virtual result<std::vector<DeviceEvent>> list_events(std::string_view device_id,
-                                                                     std::int64_t after_id,
-                                                                     std::size_t limit) = 0;
+                                                                     const EventQuery& q) = 0;
   /// Counts per version, model and state, and the `failures` newest failed devices.
   [[nodiscard]] virtual result<FleetStats> fleet_stats(std::size_t failures) = 0;
 

@@ -48,8 +48,8 @@ class SqliteCatalog final : public Catalog {
   result<std::int64_t> append_event(const DeviceEvent& e) override;
   result<DeviceRecord> find_device(std::string_view id) override;
   result<DevicePage> list_devices(const DeviceQuery& q) override;
-  result<std::vector<DeviceEvent>> list_events(std::string_view device_id, std::int64_t after_id,
-                                               std::size_t limit) override;
+  result<std::vector<DeviceEvent>> list_events(std::string_view device_id,
+                                               const EventQuery& q) override;
   result<FleetStats> fleet_stats(std::size_t failures) override;
   result<std::int64_t> create_deployment(const NewDeployment& d) override;
   result<std::vector<DeploymentRecord>> list_deployments() override;
