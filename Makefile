@@ -6,7 +6,7 @@ DATA_DIR ?= var
 WERROR ?= OFF
 JOBS ?= $(shell nproc)
 
-.PHONY: deps configure build test run clean
+.PHONY: deps configure build test bench run clean
 
 deps:
 	@bash scripts/install-deps
@@ -19,6 +19,9 @@ build: configure
 
 test: build
 	@ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS) --timeout 300
+
+bench: build
+	@$(BUILD_DIR)/bench/fwdepot-catalog-bench
 
 run: build
 	@bash scripts/run "$(BUILD_DIR)" "$(DATA_DIR)"

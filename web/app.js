@@ -368,7 +368,10 @@ function deployments(root) {
           `${p.at_version}/${p.targeted} at version · ${p.in_progress} updating · ${p.failed} failed`] : 'cancelled'),
         h('td', {}, d.active ? h('button', {
           type: 'button', class: 'danger', 'aria-label': `Cancel deployment ${d.id}`,
-          onclick: async () => { await api('DELETE', `/deployments/${d.id}`); refresh(); },
+          onclick: async () => {
+            if (!confirm(`Cancel deployment ${d.id}? Devices not yet updated will not be offered it.`)) return;
+            try { await api('DELETE', `/deployments/${d.id}`); refresh(); } catch (err) { status.textContent = err.message; status.className = 'error'; }
+          },
         }, 'Cancel') : ''));
     }));
   };

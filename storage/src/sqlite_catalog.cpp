@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 
 #include <array>
+#include <limits>
 #include <unordered_map>
 
 namespace fwdepot::storage {
@@ -713,8 +714,20 @@ result<DevicePage> SqliteCatalog::list_devices(const DeviceQuery& query) {
   if (query.state) {
     where += " AND state = ?3";
   }
+  // A prefix is a range of the primary key: ids from the prefix up to (not including) its
+  // successor, the prefix with its last byte below 0xff incremented (none if all are 0xff).
+  std::optional<std::string> prefix_end;
   if (query.id_prefix) {
-    where += " AND substr(id, 1, length(?4)) = ?4";
+    where += " AND id >= ?4";
+    std::string end = *query.id_prefix;
+    while (!end.empty() && static_cast<unsigned char>(end.back()) == 0xff) {
+      end.pop_back();
+    }
+    if (!end.empty()) {
+      end.back() = static_cast<char>(static_cast<unsigned char>(end.back()) + 1);
+      where += " AND id < ?7";
+      prefix_end = std::move(end);
+    }
   }
   const char* column = "id";
   switch (query.sort) {
@@ -748,6 +761,9 @@ result<DevicePage> SqliteCatalog::list_devices(const DeviceQuery& query) {
     }
     if (query.id_prefix) {
       q.bind(4, *query.id_prefix);
+    }
+    if (prefix_end) {
+      q.bind(7, *prefix_end);
     }
   };
 
@@ -790,15 +806,17 @@ result<std::vector<DeviceEvent>> SqliteCatalog::list_events(std::string_view dev
   auto q = impl_->query(
       page.newest_first
           ? "SELECT id, device_id, at, kind, state, version, result, message, image_id "
-            "FROM device_events WHERE device_id = ?1 AND (?2 = 0 OR id < ?2) "
-            "ORDER BY id DESC LIMIT ?3"
+            "FROM device_events WHERE device_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3"
           : "SELECT id, device_id, at, kind, state, version, result, message, image_id "
             "FROM device_events WHERE device_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3");
   if (!q) {
     return q.error();
   }
+  const std::int64_t cursor = page.newest_first && page.cursor == 0
+                                  ? std::numeric_limits<std::int64_t>::max()
+                                  : page.cursor;
   q->bind(1, device_id)
-      .bind(2, page.cursor)
+      .bind(2, cursor)
       .bind(3, static_cast<std::int64_t>(std::min(page.limit, kMaxPageSize)));
   return collect(*q, [](const Query& r) {
     return DeviceEvent{r.int64(0), r.text(1),     r.int64(2),    r.text(3),     r.text(4),

@@ -214,6 +214,22 @@ TEST_F(SqliteCatalogTest, PagesFiltersAndSortsDevices) {
   DeviceQuery search;
   search.id_prefix = "dev-1";
   EXPECT_EQ(catalog_->list_devices(search)->total, 10u);
+  // The prefix is a key range: its edges, an exact id, and prefixes that match nothing.
+  for (const auto& [prefix, expected] :
+       std::vector<std::pair<std::string, std::uint64_t>>{{"dev-2", 5u},
+                                                          {"dev-24", 1u},
+                                                          {"dev-24x", 0u},
+                                                          {"dev-", 25u},
+                                                          {"", 25u},
+                                                          {"dev-/", 0u},
+                                                          {"dev-_", 0u},
+                                                          {"dev-%", 0u},
+                                                          {"\xff", 0u},
+                                                          {"dev-\xff", 0u}}) {
+    DeviceQuery q;
+    q.id_prefix = prefix;
+    EXPECT_EQ(catalog_->list_devices(q)->total, expected) << prefix;
+  }
   DeviceQuery hostile;
   hostile.id_prefix = "'; DROP TABLE devices; --";
   EXPECT_EQ(catalog_->list_devices(hostile)->total, 0u);

@@ -272,13 +272,22 @@ test('the pages fit a phone', async () => {
   await page.setViewportSize({ width: 1280, height: 900 });
 });
 
-test('deleting an image asks first; signing out forgets the token', async () => {
+test('cancel and delete ask first; an image in use is kept; signing out forgets the token', async () => {
   await page.goto(`${admin}/#/images`);
   await page.locator('tr[data-image="1"]').waitFor(WAIT);
   // The image is in an active deployment: the server refuses and the page says so.
   await page.click('tr[data-image="1"] button.danger');
-  await page.locator('#upload-status.error').waitFor(WAIT);
+  await page.locator('#upload-status.error', { hasText: 'deployment' }).waitFor(WAIT);
   assert.match(dialogs.pop() ?? '', /^confirm: Delete ui-firmware 1\.1\.0\?/);
+  await page.click('nav a[href="#/deployments"]');
+  await page.click('tr[data-deployment="1"] button.danger');
+  await page.locator('tr[data-deployment="1"] td.progress', { hasText: 'cancelled' }).waitFor(WAIT);
+  assert.match(dialogs.pop() ?? '', /^confirm: Cancel deployment 1\?/);
+  await page.click('nav a[href="#/images"]');
+  await page.click('tr[data-image="1"] button.danger');
+  await page.locator('tr[data-image="1"]').waitFor({ ...WAIT, state: 'detached' });
+  assert.match(dialogs.pop() ?? '', /^confirm: Delete ui-firmware 1\.1\.0\?/);
+  await screenshot('images-after-delete');
   await page.click('#sign-out');
   await page.locator('#sign-in').waitFor(WAIT);
   assert.equal(await page.evaluate(() => sessionStorage.length), 0);
