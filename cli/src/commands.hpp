@@ -3,6 +3,8 @@
 // structs and calls the matching run_* function, which returns the process exit code.
 #pragma once
 
+#include "config.hpp"
+
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -70,11 +72,8 @@ int run_token_revoke(const TokenOptions& o);
 
 struct ServeOptions {
   std::filesystem::path data_dir;
-  // Each overrides the configuration file when given.
-  std::optional<std::string> device_listen;
-  std::optional<std::string> admin_listen;
-  std::optional<std::string> coaps_listen;
-  std::optional<unsigned> threads;
+  ConfigFlags flags;          // every configuration key has a flag; given ones win
+  bool check_config = false;  // validate, print the effective configuration, exit
 };
 int run_serve(const ServeOptions& o);
 

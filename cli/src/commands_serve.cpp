@@ -8,6 +8,8 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <iostream>
+
 namespace fwdepot::cli {
 namespace {
 
@@ -63,21 +65,22 @@ result<server::ServerOptions> server_options(const Config& c) {
 }  // namespace
 
 int run_serve(const ServeOptions& opts) {
-  auto config = load_config(opts.data_dir);
+  auto config = load_config(opts.data_dir, opts.flags);
   if (!config) {
     return fail(config.error().message());
   }
-  Config& c = *config;
-  c.device_listen = opts.device_listen.value_or(c.device_listen);
-  c.admin_listen = opts.admin_listen.value_or(c.admin_listen);
-  c.coaps_listen = opts.coaps_listen.value_or(c.coaps_listen);
-  if (opts.threads) {
-    c.threads = *opts.threads;
-  }
-  setup_logging(c.log_level);
+  const Config& c = *config;
+  setup_logging(c.log_level);  // stderr: stdout stays for --check-config's output
   auto options = server_options(c);
   if (!options) {
     return fail(options.error().message());
+  }
+  if (opts.check_config) {
+    if (auto r = server::check_options(*options); !r) {
+      return fail(r.error().message());
+    }
+    std::cout << describe_config(c) << std::flush;
+    return 0;
   }
   auto server = server::Server::create(std::move(*options));
   if (!server) {

@@ -5,16 +5,294 @@
 
 #include <algorithm>
 #include <array>
-#include <set>
+#include <charconv>
+#include <variant>
 
 namespace fwdepot::cli {
 namespace {
 
-Error config_error(const std::filesystem::path& file, const std::string& what) {
-  return Error(core::error::invalid_argument, file.string() + ": " + what);
+namespace fs = std::filesystem;
+
+// Where each key lands in Config, and how its text is read.
+using Target = std::variant<std::string Config::*, fs::path Config::*, std::int64_t Config::*,
+                            std::vector<fs::path> Config::*>;
+
+struct Spec {
+  ConfigKey doc;
+  Target target;
+  std::string_view fallback;  // the default, as text (lists: comma separated)
+  std::int64_t min = 0;
+  std::int64_t max = 0;
+};
+
+constexpr std::int64_t kMaxInt = std::int64_t{1} << 53;  // exact in TOML tools and JSON
+
+const std::array<Spec, 21> kSpecs = {{
+    {{"server.device_listen", "device-listen", "ADDR:PORT for devices (port 0 picks one)"},
+     &Config::device_listen,
+     "0.0.0.0:8443"},
+    {{"server.admin_listen", "admin-listen", "ADDR:PORT for admins and the web UI"},
+     &Config::admin_listen,
+     "127.0.0.1:8444"},
+    {{"server.coaps_listen", "coaps-listen", "ADDR:PORT for CoAPS"},
+     &Config::coaps_listen,
+     "0.0.0.0:5684"},
+    {{"server.threads", "threads", "worker threads; 0 is one per core"},
+     &Config::threads,
+     "0",
+     0,
+     256},
+    {{"server.log_level", "log-level", "trace, debug, info, warn, error, critical or off"},
+     &Config::log_level,
+     "info"},
+    {{"tls.ca", "tls-ca", "device CA certificate (PEM)"}, &Config::ca_cert, "pki/ca.pem"},
+    {{"tls.ca_key", "tls-ca-key", "device CA key, for `fwdepot certs` only"},
+     &Config::ca_key,
+     "pki/ca.key"},
+    {{"tls.cert", "tls-cert", "server certificate (PEM)"}, &Config::server_cert, "pki/server.pem"},
+    {{"tls.key", "tls-key", "server private key (PEM)"}, &Config::server_key, "pki/server.key"},
+    {{"tls.crl", "tls-crl", "certificate revocation list (PEM)"}, &Config::crl, "pki/crl.pem"},
+    {{"signing.trusted_keys", "trusted-key", "release public key (repeatable)"},
+     &Config::trusted_keys,
+     "keys/signing.pub"},
+    {{"signing.threshold", "threshold", "distinct trusted keys that must have signed"},
+     &Config::threshold,
+     "1",
+     1,
+     16},
+    {{"storage.database", "database", "SQLite catalog file"}, &Config::database, "fwdepot.db"},
+    {{"storage.blobs", "blobs", "blob store directory"}, &Config::blobs, "blobs"},
+    {{"limits.max_image_bytes", "max-image-bytes", "largest accepted upload"},
+     &Config::max_image_bytes,
+     "1073741824",
+     1,
+     kMaxInt},
+    {{"limits.max_connections", "max-connections", "open connections per listener"},
+     &Config::max_connections,
+     "10000",
+     1,
+     1'000'000},
+    {{"limits.handshake_timeout_ms", "handshake-timeout-ms", "TLS handshake bound"},
+     &Config::handshake_timeout_ms,
+     "10000",
+     100,
+     600'000},
+    {{"limits.header_timeout_ms", "header-timeout-ms", "whole request head bound"},
+     &Config::header_timeout_ms,
+     "10000",
+     100,
+     600'000},
+    {{"limits.body_timeout_ms", "body-timeout-ms", "longest pause while a body moves"},
+     &Config::body_timeout_ms,
+     "30000",
+     100,
+     3'600'000},
+    {{"limits.idle_timeout_ms", "idle-timeout-ms", "keep-alive wait for the next request"},
+     &Config::idle_timeout_ms,
+     "60000",
+     100,
+     3'600'000},
+    {{"limits.shutdown_grace_ms", "shutdown-grace-ms", "time in-flight requests get on SIGTERM"},
+     &Config::shutdown_grace_ms,
+     "10000",
+     0,
+     3'600'000},
+}};
+
+const Spec* find_spec(std::string_view key) {
+  const auto it =
+      std::find_if(kSpecs.begin(), kSpecs.end(), [&](const Spec& s) { return s.doc.key == key; });
+  return it == kSpecs.end() ? nullptr : &*it;
+}
+
+bool is_list(const Spec& s) {
+  return std::holds_alternative<std::vector<fs::path> Config::*>(s.target);
+}
+bool is_integer(const Spec& s) { return std::holds_alternative<std::int64_t Config::*>(s.target); }
+
+// A key's value as text, before conversion: where it came from and what relative paths in it
+// are relative to.
+struct Raw {
+  std::vector<std::string> values;
+  fs::path base;
+  std::string source;
+};
+
+std::vector<std::string> split_list(std::string_view text) {
+  std::vector<std::string> out;
+  for (std::size_t at = 0; at <= text.size();) {
+    const auto comma = std::min(text.find(',', at), text.size());
+    if (comma > at) {
+      out.emplace_back(text.substr(at, comma - at));
+    }
+    at = comma + 1;
+  }
+  return out;
+}
+
+Error config_error(std::string_view where, const std::string& what) {
+  return Error(core::error::invalid_argument, std::string(where) + ": " + what);
+}
+
+// Reads the file's keys into `raw`; a key the file does not know, or a value of the wrong type,
+// is an error naming it.
+result<void> read_file(const fs::path& file, const fs::path& base,
+                       std::map<std::string_view, Raw>& raw) {
+  // Debian's toml++ is built with exceptions; keep them inside this function.
+  toml::table root;
+  try {
+    root = toml::parse_file(file.string());
+  } catch (const toml::parse_error& err) {
+    return config_error(file.string(), "line " + std::to_string(err.source().begin.line) + ": " +
+                                           std::string(err.description()));
+  }
+  for (const auto& [section, node] : root) {
+    const auto* table = node.as_table();
+    if (table == nullptr) {
+      return config_error(file.string(),
+                          "'" + std::string(section.str()) + "' must be a [section]");
+    }
+    for (const auto& [name, value] : *table) {
+      const std::string key = std::string(section.str()) + "." + std::string(name.str());
+      const Spec* spec = find_spec(key);
+      if (spec == nullptr) {
+        return config_error(file.string(), "unknown key '" + key + "'");
+      }
+      Raw r{{}, base, "file"};
+      if (is_list(*spec)) {
+        const auto* array = value.as_array();
+        if (array == nullptr) {
+          return config_error(file.string(), "'" + key + "' must be an array of strings");
+        }
+        for (const auto& item : *array) {
+          if (!item.is_string()) {
+            return config_error(file.string(), "'" + key + "' must be an array of strings");
+          }
+          r.values.push_back(item.as_string()->get());
+        }
+      } else if (is_integer(*spec)) {
+        if (!value.is_integer()) {
+          return config_error(file.string(), "'" + key + "' must be an integer");
+        }
+        r.values.push_back(std::to_string(value.as_integer()->get()));
+      } else {
+        if (!value.is_string()) {
+          return config_error(file.string(), "'" + key + "' must be a string");
+        }
+        r.values.push_back(value.as_string()->get());
+      }
+      raw[spec->doc.key] = std::move(r);
+    }
+  }
+  return {};
+}
+
+// FWDEPOT_<SECTION>_<KEY> variables; within the configuration's sections, an unknown name is an
+// error (a typo), while other FWDEPOT_* variables belong to other tools.
+result<void> read_environment(char** environment, const fs::path& base,
+                              std::map<std::string_view, Raw>& raw) {
+  constexpr std::array<std::string_view, 5> kSections = {
+      "FWDEPOT_SERVER_", "FWDEPOT_TLS_", "FWDEPOT_SIGNING_", "FWDEPOT_STORAGE_", "FWDEPOT_LIMITS_"};
+  for (char** e = environment; e != nullptr && *e != nullptr; ++e) {
+    const std::string_view entry(*e);
+    const auto eq = entry.find('=');
+    const std::string_view name = entry.substr(0, eq);
+    if (eq == std::string_view::npos ||
+        std::none_of(kSections.begin(), kSections.end(),
+                     [&](std::string_view p) { return name.starts_with(p); })) {
+      continue;
+    }
+    const auto spec = std::find_if(kSpecs.begin(), kSpecs.end(), [&](const Spec& s) {
+      return config_env_name(s.doc.key) == name;
+    });
+    if (spec == kSpecs.end()) {
+      return config_error("environment",
+                          "unknown variable " + std::string(name) + " (no such configuration key)");
+    }
+    const std::string_view value = entry.substr(eq + 1);
+    raw[spec->doc.key] =
+        Raw{is_list(*spec) ? split_list(value) : std::vector<std::string>{std::string(value)}, base,
+            "env " + std::string(name)};
+  }
+  return {};
+}
+
+// Converts each key's text into its Config field.
+result<void> apply(const Spec& spec, const Raw& raw, Config& c) {
+  const std::string where = std::string(spec.doc.key) + " (" + raw.source + ")";
+  if (raw.values.empty()) {
+    return config_error(where, "needs a value");
+  }
+  if (!is_list(spec) && raw.values.size() != 1) {
+    return config_error(where, "takes one value");
+  }
+  const std::string& text = raw.values.front();
+  return std::visit(
+      [&](auto member) -> result<void> {
+        using Field = std::remove_reference_t<decltype(c.*member)>;
+        if constexpr (std::is_same_v<Field, std::int64_t>) {
+          std::int64_t v = 0;
+          const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+          if (ec != std::errc() || end != text.data() + text.size() || v < spec.min ||
+              v > spec.max) {
+            return config_error(where, "must be an integer from " + std::to_string(spec.min) +
+                                           " to " + std::to_string(spec.max) + ", not '" + text +
+                                           "'");
+          }
+          c.*member = v;
+        } else if constexpr (std::is_same_v<Field, fs::path>) {
+          if (text.empty()) {
+            return config_error(where, "must be a path");
+          }
+          c.*member = raw.base / text;
+        } else if constexpr (std::is_same_v<Field, std::vector<fs::path>>) {
+          (c.*member).clear();
+          for (const auto& v : raw.values) {
+            if (v.empty()) {
+              return config_error(where, "must list paths");
+            }
+            (c.*member).push_back(raw.base / v);
+          }
+        } else {
+          if (text.empty()) {
+            return config_error(where, "must not be empty");
+          }
+          c.*member = text;
+        }
+        return {};
+      },
+      spec.target);
+}
+
+std::string toml_string(std::string_view s) {
+  std::string out = "\"";
+  for (const char ch : s) {
+    if (ch == '"' || ch == '\\') {
+      out += '\\';
+    }
+    out += ch;
+  }
+  return out + "\"";
 }
 
 }  // namespace
+
+std::span<const ConfigKey> config_keys() {
+  static const auto keys = [] {
+    std::array<ConfigKey, kSpecs.size()> out;
+    std::transform(kSpecs.begin(), kSpecs.end(), out.begin(), [](const Spec& s) { return s.doc; });
+    return out;
+  }();
+  return keys;
+}
+
+std::string config_env_name(std::string_view key) {
+  std::string out = "FWDEPOT_";
+  for (const char ch : key) {
+    out += ch == '.' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  }
+  return out;
+}
 
 std::string default_config_toml() {
   return R"(# fwdepot configuration. Relative paths are relative to this file's directory.
@@ -52,147 +330,81 @@ shutdown_grace_ms = 10000         # SIGTERM lets in-flight requests finish this 
 )";
 }
 
-result<Config> load_config(const std::filesystem::path& data_dir) {
-  const std::filesystem::path file = data_dir / "fwdepot.toml";
+result<Config> load_config(const fs::path& data_dir, const ConfigFlags& flags, char** environment) {
+  const fs::path file = data_dir / "fwdepot.toml";
   std::error_code ec;
-  if (!std::filesystem::exists(file, ec)) {
-    return config_error(file,
+  if (!fs::exists(file, ec)) {
+    return config_error(file.string(),
                         "not found (run `fwdepot init --data " + data_dir.string() + "` first)");
   }
-  // Debian's toml++ is built with exceptions; keep them inside this function.
-  toml::table root;
-  try {
-    root = toml::parse_file(file.string());
-  } catch (const toml::parse_error& err) {
-    return config_error(file, "line " + std::to_string(err.source().begin.line) + ": " +
-                                  std::string(err.description()));
-  }
   Config c;
-  c.data_dir = std::filesystem::absolute(data_dir, ec);
-  auto resolve = [&](const std::string& p) { return c.data_dir / p; };
+  c.data_dir = fs::absolute(data_dir, ec);
+  const fs::path cwd = fs::current_path(ec);
 
-  const std::set<std::string> known = {"server.device_listen",
-                                       "server.admin_listen",
-                                       "server.coaps_listen",
-                                       "server.threads",
-                                       "server.log_level",
-                                       "tls.ca",
-                                       "tls.ca_key",
-                                       "tls.cert",
-                                       "tls.key",
-                                       "tls.crl",
-                                       "signing.trusted_keys",
-                                       "signing.threshold",
-                                       "storage.database",
-                                       "storage.blobs",
-                                       "limits.max_image_bytes",
-                                       "limits.max_connections",
-                                       "limits.handshake_timeout_ms",
-                                       "limits.header_timeout_ms",
-                                       "limits.body_timeout_ms",
-                                       "limits.idle_timeout_ms",
-                                       "limits.shutdown_grace_ms"};
-  for (const auto& [section, node] : root) {
-    const auto* table = node.as_table();
-    if (table == nullptr) {
-      return config_error(file, "'" + std::string(section.str()) + "' must be a [section]");
+  // Lowest precedence first: each layer replaces the keys it names.
+  std::map<std::string_view, Raw> raw;
+  for (const Spec& s : kSpecs) {
+    raw[s.doc.key] = Raw{split_list(s.fallback), c.data_dir, "default"};
+  }
+  if (auto r = read_file(file, c.data_dir, raw); !r) {
+    return r.error();
+  }
+  if (auto r = read_environment(environment, cwd, raw); !r) {
+    return r.error();
+  }
+  for (const auto& [key, values] : flags) {
+    const Spec* spec = find_spec(key);
+    if (spec == nullptr) {
+      return config_error("command line", "unknown key '" + key + "'");
     }
-    for (const auto& [key, value] : *table) {
-      const std::string full = std::string(section.str()) + "." + std::string(key.str());
-      if (!known.contains(full)) {
-        return config_error(file, "unknown key '" + full + "'");
-      }
+    raw[spec->doc.key] = Raw{values, cwd, "flag --" + std::string(spec->doc.flag)};
+  }
+  for (const Spec& s : kSpecs) {
+    const Raw& r = raw.at(s.doc.key);
+    if (auto a = apply(s, r, c); !a) {
+      return a.error();
     }
+    c.sources[std::string(s.doc.key)] = r.source;
   }
 
-  auto get_string = [&](std::string_view path, std::string& out) -> result<void> {
-    const toml::node_view node = root.at_path(path);
-    if (!node) {
-      return {};
-    }
-    const auto* s = node.as_string();
-    if (s == nullptr) {
-      return config_error(file, "'" + std::string(path) + "' must be a string");
-    }
-    out = s->get();
-    return {};
-  };
-  auto get_path = [&](std::string_view path, std::filesystem::path& out,
-                      std::string fallback) -> result<void> {
-    std::string text = std::move(fallback);
-    if (auto r = get_string(path, text); !r) {
-      return r;
-    }
-    out = resolve(text);
-    return {};
-  };
-  auto get_int = [&](std::string_view path, std::int64_t& out, std::int64_t min,
-                     std::int64_t max) -> result<void> {
-    const toml::node_view node = root.at_path(path);
-    if (!node) {
-      return {};
-    }
-    const auto* i = node.as_integer();
-    if (i == nullptr || i->get() < min || i->get() > max) {
-      return config_error(file, "'" + std::string(path) + "' must be an integer from " +
-                                    std::to_string(min) + " to " + std::to_string(max));
-    }
-    out = i->get();
-    return {};
-  };
-
-  for (auto r : {get_string("server.device_listen", c.device_listen),
-                 get_string("server.admin_listen", c.admin_listen),
-                 get_string("server.coaps_listen", c.coaps_listen),
-                 get_int("server.threads", c.threads, 0, 256),
-                 get_string("server.log_level", c.log_level),
-                 get_path("tls.ca", c.ca_cert, "pki/ca.pem"),
-                 get_path("tls.ca_key", c.ca_key, "pki/ca.key"),
-                 get_path("tls.cert", c.server_cert, "pki/server.pem"),
-                 get_path("tls.key", c.server_key, "pki/server.key"),
-                 get_path("tls.crl", c.crl, "pki/crl.pem"),
-                 get_path("storage.database", c.database, "fwdepot.db"),
-                 get_path("storage.blobs", c.blobs, "blobs"),
-                 get_int("signing.threshold", c.threshold, 1, 16),
-                 get_int("limits.max_image_bytes", c.max_image_bytes, 1, std::int64_t{1} << 53),
-                 get_int("limits.max_connections", c.max_connections, 1, 1'000'000),
-                 get_int("limits.handshake_timeout_ms", c.handshake_timeout_ms, 100, 600'000),
-                 get_int("limits.header_timeout_ms", c.header_timeout_ms, 100, 600'000),
-                 get_int("limits.body_timeout_ms", c.body_timeout_ms, 100, 3'600'000),
-                 get_int("limits.idle_timeout_ms", c.idle_timeout_ms, 100, 3'600'000),
-                 get_int("limits.shutdown_grace_ms", c.shutdown_grace_ms, 0, 3'600'000)}) {
-    if (!r) {
-      return r.error();
-    }
-  }
-
-  const toml::node_view keys = root.at_path("signing.trusted_keys");
-  if (!keys) {
-    c.trusted_keys = {resolve("keys/signing.pub")};
-  } else {
-    const auto* array = keys.as_array();
-    if (array == nullptr || array->empty()) {
-      return config_error(file, "'signing.trusted_keys' must be a non-empty array of paths");
-    }
-    for (const auto& k : *array) {
-      const auto* s = k.as_string();
-      if (s == nullptr) {
-        return config_error(file, "'signing.trusted_keys' entries must be strings");
-      }
-      c.trusted_keys.push_back(resolve(s->get()));
-    }
-  }
   constexpr std::array<std::string_view, 7> kLevels = {"trace", "debug",    "info", "warn",
                                                        "error", "critical", "off"};
   if (std::find(kLevels.begin(), kLevels.end(), c.log_level) == kLevels.end()) {
-    return config_error(file,
-                        "'server.log_level' must be one of trace, debug, info, warn, "
-                        "error, critical, off");
+    return config_error("server.log_level (" + c.sources.at("server.log_level") + ")",
+                        "must be one of trace, debug, info, warn, error, critical, off");
   }
   if (static_cast<std::size_t>(c.threshold) > c.trusted_keys.size()) {
-    return config_error(file, "'signing.threshold' is larger than the number of trusted keys");
+    return config_error("signing.threshold (" + c.sources.at("signing.threshold") + ")",
+                        "is larger than the number of trusted keys");
   }
   return c;
+}
+
+std::string describe_config(const Config& c) {
+  std::string out;
+  for (const Spec& s : kSpecs) {
+    out += std::string(s.doc.key) + " = ";
+    std::visit(
+        [&](auto member) {
+          using Field = std::remove_cvref_t<decltype(c.*member)>;
+          if constexpr (std::is_same_v<Field, std::int64_t>) {
+            out += std::to_string(c.*member);
+          } else if constexpr (std::is_same_v<Field, std::vector<fs::path>>) {
+            out += "[";
+            for (std::size_t i = 0; i < (c.*member).size(); ++i) {
+              out += (i ? ", " : "") + toml_string((c.*member)[i].string());
+            }
+            out += "]";
+          } else if constexpr (std::is_same_v<Field, fs::path>) {
+            out += toml_string((c.*member).string());
+          } else {
+            out += toml_string(c.*member);
+          }
+        },
+        s.target);
+    out += "  # " + c.sources.at(std::string(s.doc.key)) + "\n";
+  }
+  return out;
 }
 
 }  // namespace fwdepot::cli

@@ -4,23 +4,28 @@
 
 #include "fwdepot/core/error.hpp"
 
+#include <unistd.h>
+
 #include <cstdint>
 #include <filesystem>
+#include <map>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace fwdepot::cli {
 
-/// Every path is absolute once loaded: relative paths in the file are resolved against the
-/// data directory, so the directory can be moved as a whole.
+/// Every field is set by load_config (defaults are in config.cpp's key table, the one place
+/// that lists them). Every path is absolute once loaded.
 struct Config {
   std::filesystem::path data_dir;
   // [server]
-  std::string device_listen = "0.0.0.0:8443";
-  std::string admin_listen = "127.0.0.1:8444";
-  std::string coaps_listen = "0.0.0.0:5684";
-  std::int64_t threads = 0;        // 0: one per core
-  std::string log_level = "info";  // trace, debug, info, warn, error, critical, off
+  std::string device_listen;
+  std::string admin_listen;
+  std::string coaps_listen;
+  std::int64_t threads = 0;  // 0: one per core
+  std::string log_level;     // trace, debug, info, warn, error, critical, off
   // [tls]
   std::filesystem::path ca_cert;  // device CA, also the issuer of the server certificate
   std::filesystem::path ca_key;   // only needed by `certs` commands, never by `serve`
@@ -34,20 +39,47 @@ struct Config {
   std::filesystem::path database;
   std::filesystem::path blobs;
   // [limits]
-  std::int64_t max_image_bytes = std::int64_t{1} << 30;  // uploads above this are refused
-  std::int64_t max_connections = 10'000;                 // per listener
-  std::int64_t handshake_timeout_ms = 10'000;
-  std::int64_t header_timeout_ms = 10'000;  // the whole request head (slow-loris bound)
-  std::int64_t body_timeout_ms = 30'000;    // longest pause while a body is read or written
-  std::int64_t idle_timeout_ms = 60'000;    // keep-alive wait for the next request
-  std::int64_t shutdown_grace_ms = 10'000;  // in-flight work allowed after SIGTERM
+  std::int64_t max_image_bytes = 0;  // uploads above this are refused
+  std::int64_t max_connections = 0;  // per listener
+  std::int64_t handshake_timeout_ms = 0;
+  std::int64_t header_timeout_ms = 0;  // the whole request head (slow-loris bound)
+  std::int64_t body_timeout_ms = 0;    // longest pause while a body is read or written
+  std::int64_t idle_timeout_ms = 0;    // keep-alive wait for the next request
+  std::int64_t shutdown_grace_ms = 0;  // in-flight work allowed after SIGTERM
+
+  std::map<std::string, std::string, std::less<>> sources;  // key → where its value came from
 };
 
 /// The file `fwdepot init` writes, with every option and a comment for each.
 [[nodiscard]] std::string default_config_toml();
 
-/// Loads DATA_DIR/fwdepot.toml. Unknown keys, wrong types and out-of-range values are errors
-/// naming the key, so that a typo fails at start instead of being silently ignored.
-[[nodiscard]] result<Config> load_config(const std::filesystem::path& data_dir);
+/// One configuration key, as documented in docs/configuration.md.
+struct ConfigKey {
+  std::string_view key;   // "limits.max_image_bytes"
+  std::string_view flag;  // "max-image-bytes": `fwdepot serve --max-image-bytes`
+  std::string_view help;
+};
+/// Every key, in the file's order.
+[[nodiscard]] std::span<const ConfigKey> config_keys();
+/// FWDEPOT_LIMITS_MAX_IMAGE_BYTES for limits.max_image_bytes.
+[[nodiscard]] std::string config_env_name(std::string_view key);
+
+/// Values given on the command line, by key. Lists (signing.trusted_keys) take one value per
+/// occurrence; every other key takes one value.
+using ConfigFlags = std::map<std::string, std::vector<std::string>, std::less<>>;
+
+/// Loads the configuration: each key from its flag, else its FWDEPOT_* environment variable,
+/// else DATA_DIR/fwdepot.toml, else its default. Relative paths are resolved against DATA_DIR
+/// in the file and against the working directory in flags and the environment. Unknown keys
+/// (in the file, or FWDEPOT_SERVER_*, _TLS_*, _SIGNING_*, _STORAGE_*, _LIMITS_* variables),
+/// wrong types and out-of-range values are errors naming the key, so that a typo fails at start
+/// instead of being silently ignored.
+[[nodiscard]] result<Config> load_config(const std::filesystem::path& data_dir,
+                                         const ConfigFlags& flags = {},
+                                         char** environment = environ);
+
+/// The effective configuration, one `key = value  # source` line per key (source: default,
+/// file, env NAME or flag --NAME). Keys and certificates are named by path, never read out.
+[[nodiscard]] std::string describe_config(const Config& c);
 
 }  // namespace fwdepot::cli

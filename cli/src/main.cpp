@@ -116,14 +116,24 @@ int main(int argc, char** argv) {
   ServeOptions serve;
   auto* serve_cmd = app.add_subcommand("serve", "Run the HTTPS device and admin listeners");
   serve_cmd->add_option("--data", serve.data_dir, "Data directory")->required();
-  serve_cmd->add_option("--device-listen", serve.device_listen,
-                        "ADDR:PORT for devices (port 0 picks a free port)");
-  serve_cmd->add_option("--admin-listen", serve.admin_listen,
-                        "ADDR:PORT for the admin API (port 0 picks a free port)");
-  serve_cmd->add_option("--coaps-listen", serve.coaps_listen, "ADDR:PORT for CoAPS");
-  serve_cmd->add_option("--threads", serve.threads, "Worker threads (default: one per core)")
-      ->check(CLI::Range(1, 256));
-  serve_cmd->callback([&] { exit_code = run_serve(serve); });
+  serve_cmd->add_flag("--check-config", serve.check_config,
+                      "Validate the configuration and its files, print it, and exit");
+  // One flag per configuration key (docs/configuration.md); given flags win over FWDEPOT_*
+  // variables and the file.
+  std::map<std::string, std::vector<std::string>> given;
+  for (const auto& k : config_keys()) {
+    auto* opt = serve_cmd->add_option("--" + std::string(k.flag), given[std::string(k.key)],
+                                      std::string(k.help) + " [" + std::string(k.key) + "]");
+    opt->allow_extra_args(false);
+  }
+  serve_cmd->callback([&] {
+    for (auto& [key, values] : given) {
+      if (!values.empty()) {
+        serve.flags[key] = std::move(values);
+      }
+    }
+    exit_code = run_serve(serve);
+  });
 
   try {
     app.parse(argc, argv);

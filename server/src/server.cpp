@@ -168,14 +168,40 @@ struct Server::Impl {
 Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Server::~Server() = default;
 
-result<std::unique_ptr<Server>> Server::create(ServerOptions options) {
-  auto impl = std::make_unique<Impl>();
-  impl->options = std::move(options);
-  const ServerOptions& o = impl->options;
+result<void> check_threshold(const ServerOptions& o) {
   if (o.threshold == 0 || o.threshold > o.trusted_keys.size()) {
     return Error(core::error::invalid_argument,
                  "signing threshold " + std::to_string(o.threshold) + " with " +
                      std::to_string(o.trusted_keys.size()) + " trusted key(s)");
+  }
+  return {};
+}
+
+result<void> check_options(const ServerOptions& o) {
+  for (const auto* spec : {&o.device_listen, &o.admin_listen}) {
+    if (auto e = parse_listen(*spec); !e) {
+      return e.error();
+    }
+  }
+  if (auto t = check_threshold(o); !t) {
+    return t.error();
+  }
+  const TlsMaterial material{o.server_cert_pem, o.server_key_pem, o.ca_pem};
+  if (auto device_tls = DeviceTls::create(material, o.crl_path); !device_tls) {
+    return device_tls.error();
+  }
+  if (auto admin_tls = make_admin_context(material); !admin_tls) {
+    return admin_tls.error();
+  }
+  return {};
+}
+
+result<std::unique_ptr<Server>> Server::create(ServerOptions options) {
+  auto impl = std::make_unique<Impl>();
+  impl->options = std::move(options);
+  const ServerOptions& o = impl->options;
+  if (auto t = check_threshold(o); !t) {
+    return t.error();
   }
   TlsMaterial material{o.server_cert_pem, o.server_key_pem, o.ca_pem};
   auto device_tls = DeviceTls::create(material, o.crl_path);

@@ -39,6 +39,11 @@ struct ServerOptions {
   std::size_t max_connections = 10'000;              // per listener; more are closed at once
 };
 
+/// Everything Server::create checks before it opens storage and binds: the listen addresses,
+/// the threshold, the certificates, key and CRL (the same code builds the TLS contexts). For
+/// `fwdepot serve --check-config`; touches no storage and no network.
+[[nodiscard]] result<void> check_options(const ServerOptions& options);
+
 class Server {
  public:
   /// Loads the TLS material and CRL, opens (and recovers) storage, binds both listeners.
