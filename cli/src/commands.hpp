@@ -70,6 +70,18 @@ struct TokenOptions {
 int run_token_create(const TokenOptions& o);
 int run_token_revoke(const TokenOptions& o);
 
+struct BackupOptions {
+  std::filesystem::path data_dir;
+  std::filesystem::path out;  // a directory, created
+};
+int run_backup(const BackupOptions& o);
+
+struct RestoreOptions {
+  std::filesystem::path from;  // a directory `fwdepot backup` wrote
+  std::filesystem::path data_dir;
+};
+int run_restore(const RestoreOptions& o);
+
 struct ServeOptions {
   std::filesystem::path data_dir;
   ConfigFlags flags;          // every configuration key has a flag; given ones win

@@ -113,6 +113,20 @@ int main(int argc, char** argv) {
   token_revoke->add_option("--name", token_opts.name, "The token's name")->required();
   token_revoke->callback([&] { exit_code = run_token_revoke(token_opts); });
 
+  BackupOptions backup;
+  auto* backup_cmd = app.add_subcommand(
+      "backup", "Copy a data directory consistently, also while the server runs");
+  backup_cmd->add_option("--data", backup.data_dir, "Data directory")->required();
+  backup_cmd->add_option("--out", backup.out, "Backup directory to create")->required();
+  backup_cmd->callback([&] { exit_code = run_backup(backup); });
+  RestoreOptions restore;
+  auto* restore_cmd =
+      app.add_subcommand("restore", "Verify a backup and restore it into a fresh data directory");
+  restore_cmd->add_option("--from", restore.from, "Backup directory")->required();
+  restore_cmd->add_option("--data", restore.data_dir, "New data directory (absent or empty)")
+      ->required();
+  restore_cmd->callback([&] { exit_code = run_restore(restore); });
+
   ServeOptions serve;
   auto* serve_cmd = app.add_subcommand("serve", "Run the HTTPS device and admin listeners");
   serve_cmd->add_option("--data", serve.data_dir, "Data directory")->required();

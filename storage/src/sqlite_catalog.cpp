@@ -941,6 +941,57 @@ result<std::vector<DeploymentRecord>> SqliteCatalog::list_deployments() {
   return out;
 }
 
+result<void> SqliteCatalog::backup_to(const std::filesystem::path& to) {
+  std::error_code ec;
+  if (std::filesystem::exists(to, ec)) {
+    return Error(error::conflict, to.string() + " exists");
+  }
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(
+      to.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  DbPtr dest(raw);
+  if (rc != SQLITE_OK) {
+    return sqlite_error(dest.get(), rc, "creating " + to.string());
+  }
+  sqlite3_backup* backup = sqlite3_backup_init(dest.get(), "main", impl_->db(), "main");
+  if (backup == nullptr) {
+    return sqlite_error(dest.get(), sqlite3_extended_errcode(dest.get()), "backup");
+  }
+  // -1: every page in one step, under one read transaction, hence one snapshot.
+  const int step = sqlite3_backup_step(backup, -1);
+  const int finish = sqlite3_backup_finish(backup);
+  if (step != SQLITE_DONE) {
+    return sqlite_error(dest.get(), step, "backup to " + to.string());
+  }
+  if (finish != SQLITE_OK) {
+    return sqlite_error(dest.get(), finish, "backup to " + to.string());
+  }
+  // The copy is a WAL database like its source; fold the log into the file so that the copy is
+  // one self-contained file once closed.
+  if (const int c = sqlite3_wal_checkpoint_v2(dest.get(), nullptr, SQLITE_CHECKPOINT_TRUNCATE,
+                                              nullptr, nullptr);
+      c != SQLITE_OK) {
+    return sqlite_error(dest.get(), c, "checkpoint " + to.string());
+  }
+  return {};
+}
+
+result<void> SqliteCatalog::check_integrity() {
+  auto q = impl_->query("PRAGMA integrity_check");
+  if (!q) {
+    return q.error();
+  }
+  auto row = q->step();
+  if (!row) {
+    return row.error();
+  }
+  const std::string verdict = *row ? q->text(0) : "no answer";
+  if (verdict != "ok") {
+    return Error(error::corrupt, "integrity_check: " + verdict);
+  }
+  return {};
+}
+
 result<FleetStats> SqliteCatalog::fleet_stats(std::size_t failures) {
   FleetStats stats;
   // Fixed column names only; nothing from a caller is concatenated.

@@ -29,6 +29,14 @@ class SqliteCatalog final : public Catalog {
   /// The schema version this build writes (PRAGMA user_version after open()).
   static int current_schema_version();
 
+  /// Writes a consistent copy of the whole database to the new file `to` with SQLite's online
+  /// backup API, in one step: the copy is one snapshot, while other connections (the server)
+  /// keep reading and writing (WAL). Errors: error::conflict (`to` exists), error::io_error,
+  /// error::no_space, error::busy.
+  [[nodiscard]] result<void> backup_to(const std::filesystem::path& to);
+  /// PRAGMA integrity_check. Errors: error::corrupt with SQLite's first complaint.
+  [[nodiscard]] result<void> check_integrity();
+
   /// "ok", or what PRAGMA integrity_check found.
   [[nodiscard]] result<std::string> integrity_check();
 
