@@ -66,6 +66,7 @@ int run_certs_revoke(const RevokeOptions& o);
 struct TokenOptions {
   std::filesystem::path data_dir;
   std::string name;
+  std::filesystem::path from_file;  // create: take the token from this file (a secret) instead
 };
 int run_token_create(const TokenOptions& o);
 int run_token_revoke(const TokenOptions& o);

@@ -9,6 +9,8 @@
 #include "fwdepot/storage/image_store.hpp"
 #include "fwdepot/storage/sqlite_catalog.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <ctime>
 #include <iostream>
 
@@ -386,18 +388,43 @@ int run_token_create(const TokenOptions& o) {
   if (!catalog) {
     return fail(catalog.error().message());
   }
-  auto secret = random_bytes(32);
-  if (!secret) {
-    return fail(secret.error().message());
+  // 256 random bits, or a secret the operator made: a plain SHA-256 is the right hash for a
+  // secret this strong, and lets the server find a token with one indexed lookup.
+  std::string token;
+  if (o.from_file.empty()) {
+    auto secret = random_bytes(32);
+    if (!secret) {
+      return fail(secret.error().message());
+    }
+    token = "fwd_" + base64url_encode(*secret);
+  } else {
+    auto text = read_small_file(o.from_file, 4096);
+    if (!text) {
+      return fail(text.error().message());
+    }
+    token = *text;
+    while (!token.empty() && (token.back() == '\n' || token.back() == '\r')) {
+      token.pop_back();
+    }
+    // What a Bearer header carries (RFC 6750 b64token), long enough to be unguessable.
+    const bool charset = std::all_of(token.begin(), token.end(), [](char ch) {
+      return std::isalnum(static_cast<unsigned char>(ch)) != 0 ||
+             std::string_view("-._~+/=").find(ch) != std::string_view::npos;
+    });
+    if (token.size() < 32 || token.size() > 512 || !charset) {
+      return fail(o.from_file.string() +
+                  ": a token must be 32 to 512 characters of A-Z a-z 0-9 - . _ ~ + / =");
+    }
   }
-  // 256 random bits: a plain SHA-256 is the right hash for a secret this strong, and lets the
-  // server find a token with one indexed lookup.
-  const std::string token = "fwd_" + base64url_encode(*secret);
   if (auto r = (*catalog)->create_token(o.name, hex_encode(sha256(token)), now()); !r) {
     return fail(r.error().message());
   }
-  std::cerr << "admin token '" << o.name << "' created; it is shown once, store it now\n";
-  std::cout << token << "\n";
+  if (o.from_file.empty()) {
+    std::cerr << "admin token '" << o.name << "' created; it is shown once, store it now\n";
+    std::cout << token << "\n";
+  } else {
+    std::cerr << "admin token '" << o.name << "' created from " << o.from_file.string() << "\n";
+  }
   return 0;
 }
 

@@ -107,6 +107,9 @@ int main(int argc, char** argv) {
   auto* token_create = token->add_subcommand("create", "Create a token and print it once");
   token_create->add_option("--data", token_opts.data_dir, "Data directory")->required();
   token_create->add_option("--name", token_opts.name, "Who or what the token is for")->required();
+  token_create->add_option("--from-file", token_opts.from_file,
+                           "Take the token from this file (e.g. a container secret); print "
+                           "nothing");
   token_create->callback([&] { exit_code = run_token_create(token_opts); });
   auto* token_revoke = token->add_subcommand("revoke", "Revoke a token by name");
   token_revoke->add_option("--data", token_opts.data_dir, "Data directory")->required();

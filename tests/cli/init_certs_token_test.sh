@@ -79,6 +79,22 @@ fi
 "$fwdepot" token revoke --data d --name alice >/dev/null
 "$fwdepot" token create --data d --name alice >/dev/null 2>&1 || fail "name not reusable after revoke"
 
+# A token from a secret file: stored by hash, never printed; weak or odd secrets refused.
+printf 'operator-chosen-secret-0123456789abcdef\n' >secret.txt
+out=$("$fwdepot" token create --data d --name from-file --from-file secret.txt 2>err.txt) ||
+  fail "token from a file: $(cat err.txt)"
+[ -z "$out" ] && ! grep -q "operator-chosen" err.txt || fail "the token from a file was printed"
+hash=$(printf '%s' operator-chosen-secret-0123456789abcdef | sha256sum | cut -d' ' -f1)
+[ "$(sqlite3 d/fwdepot.db "SELECT count(*) FROM admin_tokens WHERE token_sha256 = '$hash'")" = 1 ] ||
+  fail "the file's token is not stored by its hash"
+for weak in short 'has spaces in it but is long enough to pass' ; do
+  printf '%s' "$weak" >weak.txt
+  if "$fwdepot" token create --data d --name weak --from-file weak.txt 2>err.txt; then
+    fail "accepted a token '$weak'"
+  fi
+  grep -q "32 to 512 characters" err.txt || fail "weak token: $(cat err.txt)"
+done
+
 # Every error is one line on stderr and exit code non-zero.
 rc=0; "$fwdepot" certs revoke --data nowhere --id x 2>err.txt || rc=$?
 [ "$rc" -ne 0 ] && [ "$(wc -l < err.txt)" -eq 1 ] || fail "missing data dir: rc $rc, $(cat err.txt)"
