@@ -4,24 +4,14 @@
 #include "config.hpp"
 #include "file_io.hpp"
 #include "fwdepot/server/server.hpp"
+#include "logging.hpp"
 
-#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <iostream>
 
 namespace fwdepot::cli {
 namespace {
-
-// One line per event, key=value after the level, timestamps in UTC: easy to grep and to feed
-// to a log pipeline. Logs go to stderr; stdout stays free for the program's output.
-void setup_logging(const std::string& level) {
-  auto logger = spdlog::stderr_logger_mt("fwdepot");
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %l %v", spdlog::pattern_time_type::utc);
-  logger->set_level(spdlog::level::from_str(level));
-  logger->flush_on(spdlog::level::trace);
-  spdlog::set_default_logger(std::move(logger));
-}
 
 result<server::ServerOptions> server_options(const Config& c) {
   server::ServerOptions o;
@@ -70,7 +60,8 @@ int run_serve(const ServeOptions& opts) {
     return fail(config.error().message());
   }
   const Config& c = *config;
-  setup_logging(c.log_level);  // stderr: stdout stays for --check-config's output
+  // --check-config prints the configuration on stdout; its log lines go to stderr.
+  setup_logging(c.log_level, c.log_format, opts.check_config ? LogStream::err : LogStream::out);
   auto options = server_options(c);
   if (!options) {
     return fail(options.error().message());

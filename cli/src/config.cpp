@@ -27,7 +27,7 @@ struct Spec {
 
 constexpr std::int64_t kMaxInt = std::int64_t{1} << 53;  // exact in TOML tools and JSON
 
-const std::array<Spec, 21> kSpecs = {{
+const std::array<Spec, 22> kSpecs = {{
     {{"server.device_listen", "device-listen", "ADDR:PORT for devices (port 0 picks one)"},
      &Config::device_listen,
      "0.0.0.0:8443"},
@@ -45,6 +45,9 @@ const std::array<Spec, 21> kSpecs = {{
     {{"server.log_level", "log-level", "trace, debug, info, warn, error, critical or off"},
      &Config::log_level,
      "info"},
+    {{"server.log_format", "log-format", "text or json (one object per line)"},
+     &Config::log_format,
+     "text"},
     {{"tls.ca", "tls-ca", "device CA certificate (PEM)"}, &Config::ca_cert, "pki/ca.pem"},
     {{"tls.ca_key", "tls-ca-key", "device CA key, for `fwdepot certs` only"},
      &Config::ca_key,
@@ -303,6 +306,7 @@ admin_listen = "127.0.0.1:8444"   # HTTPS for admins (bearer tokens) and the web
 coaps_listen = "0.0.0.0:5684"     # CoAP over DTLS for constrained devices
 threads = 0                       # worker threads; 0 is one per core
 log_level = "info"                # trace, debug, info, warn, error, critical or off
+log_format = "text"               # text, or json: one JSON object per line
 
 [tls]
 ca = "pki/ca.pem"                 # device CA; devices must present a certificate it issued
@@ -372,6 +376,10 @@ result<Config> load_config(const fs::path& data_dir, const ConfigFlags& flags, c
   if (std::find(kLevels.begin(), kLevels.end(), c.log_level) == kLevels.end()) {
     return config_error("server.log_level (" + c.sources.at("server.log_level") + ")",
                         "must be one of trace, debug, info, warn, error, critical, off");
+  }
+  if (c.log_format != "text" && c.log_format != "json") {
+    return config_error("server.log_format (" + c.sources.at("server.log_format") + ")",
+                        "must be text or json");
   }
   if (static_cast<std::size_t>(c.threshold) > c.trusted_keys.size()) {
     return config_error("signing.threshold (" + c.sources.at("signing.threshold") + ")",

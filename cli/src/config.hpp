@@ -26,6 +26,7 @@ struct Config {
   std::string coaps_listen;
   std::int64_t threads = 0;  // 0: one per core
   std::string log_level;     // trace, debug, info, warn, error, critical, off
+  std::string log_format;    // text, json
   // [tls]
   std::filesystem::path ca_cert;  // device CA, also the issuer of the server certificate
   std::filesystem::path ca_key;   // only needed by `certs` commands, never by `serve`

@@ -111,4 +111,26 @@ echo "not a crl" >garbage.pem
 check_fails "garbage.pem\|CRL\|crl" check --tls-crl garbage.pem
 # A refused configuration starts nothing: serve without --check-config exits the same way.
 check_fails "unknown variable FWDEPOT_TLS_CERTIFICATE" env FWDEPOT_TLS_CERTIFICATE=x "$fwdepot" serve --data data
+# JSON logs, on stdout, from a running server: every line one object.
+FWDEPOT_SERVER_LOG_FORMAT=json "$fwdepot" serve --data data --device-listen 127.0.0.1:0 \
+  --admin-listen 127.0.0.1:0 --threads 1 >serve.out 2>serve.err &
+server=$!
+trap 'kill -TERM "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
+line=$(timeout 30 tail -n +1 -f --pid="$server" serve.out | grep -m1 '"event":"listening"' || true)
+[ -n "$line" ] || fail "no JSON listening line: $(cat serve.out serve.err)"
+admin=$(sed -n 's/.*"admin":"\([^"]*\)".*/\1/p' <<<"$line")
+curl -sS --max-time 10 --cacert data/pki/ca.pem "https://$admin/healthz" >/dev/null
+kill -TERM "$server"
+wait "$server" || fail "serve did not stop cleanly"
+python3 - serve.out <<'PY' || fail "JSON log lines: $(cat serve.out)"
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+objs = [json.loads(l) for l in lines]
+assert all(list(o)[:3] == ["ts", "level", "event"] for o in objs), objs
+req = [o for o in objs if o["event"] == "request"]
+assert req and req[0]["route"] == "/healthz" and req[0]["status"] == "200", req
+assert objs[-1]["event"] == "stopped", objs[-1]
+PY
+[ ! -s serve.err ] || fail "serve wrote to stderr: $(cat serve.err)"
+
 echo "config: ${#flag_of[@]} documented keys accepted from file, environment and flags"
