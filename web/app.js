@@ -94,7 +94,8 @@ let pollTimer = null;
 
 function signOut(message = '') {
   sessionStorage.removeItem(TOKEN_KEY);
-  clearInterval(pollTimer);
+  generation += 1;
+  clearTimeout(pollTimer);
   $('nav').hidden = true;
   $('view').hidden = true;
   $('sign-in').hidden = false;
@@ -143,8 +144,13 @@ const views = {
   deployments,
 };
 
+// Polls never overlap: the next one is scheduled when the last has finished, and only while
+// its view is still the one on screen.
+let generation = 0;
+
 function route() {
-  clearInterval(pollTimer);
+  const gen = ++generation;
+  clearTimeout(pollTimer);
   const [name, ...rest] = location.hash.replace(/^#\/?/, '').split('/');
   const view = views[name] ?? overview;
   for (const a of document.querySelectorAll('nav a')) {
@@ -155,9 +161,11 @@ function route() {
   $('view').replaceChildren(root);
   const refresh = view(root, rest.map(decodeURIComponent));
   if (refresh) {
-    const tick = () => refresh().catch(showError);
+    const tick = async () => {
+      await refresh().catch(showError);
+      if (gen === generation) pollTimer = setTimeout(tick, POLL_MS);
+    };
     tick();
-    pollTimer = setInterval(tick, POLL_MS);
   }
 }
 
@@ -225,11 +233,14 @@ function devices(root) {
   const model = h('input', { id: 'device-model', placeholder: 'model' });
   const table = h('tbody');
   const pager = h('p', { class: 'hint', id: 'device-pager' });
+  let asked = 0;  // answers to older requests (an earlier page or filter) are dropped
   const refresh = async () => {
+    const seq = ++asked;
     const p = new URLSearchParams({ limit: PAGE, offset: state.offset, sort: state.sort, order: state.order });
     if (state.q) p.set('q', state.q);
     if (state.model) p.set('model', state.model);
     const page = await api('GET', `/devices?${p}`);
+    if (seq !== asked) return;
     table.replaceChildren(...page.devices.map((d) => h('tr', { 'data-device': d.id },
       h('td', {}, h('a', { href: `#/device/${encodeURIComponent(d.id)}` }, d.id)),
       h('td', {}, d.model), h('td', { class: 'version' }, d.version), h('td', {}, d.state),

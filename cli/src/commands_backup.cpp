@@ -58,7 +58,6 @@ result<std::uint64_t> copy_tree(const fs::path& from, const fs::path& to, bool l
   std::error_code ec;
   if (fs::is_directory(from, ec)) {
     fs::create_directories(to, ec);
-    fs::permissions(to, fs::status(from).permissions(), ec);
     std::uint64_t linked = 0;
     for (const auto& entry : fs::directory_iterator(from, ec)) {
       auto r = copy_tree(entry.path(), to / entry.path().filename(), link);
@@ -70,6 +69,8 @@ result<std::uint64_t> copy_tree(const fs::path& from, const fs::path& to, bool l
     if (ec) {
       return io_error(from, ec.message());
     }
+    // Once filled: a read-only directory (0500) must not stop its own copy.
+    fs::permissions(to, fs::status(from).permissions(), ec);
     return linked;
   }
   fs::create_directories(to.parent_path(), ec);
@@ -147,6 +148,10 @@ result<void> publish(const fs::path& staging, const fs::path& final_dir) {
 result<std::string> backup_into(const fs::path& data_dir, const Config* config,
                                 const fs::path& staging) {
   std::error_code ec;
+  if (!fs::is_regular_file(config->database, ec)) {
+    // Never create an empty catalog and call it a backup (a wrong --data, a missing variable).
+    return Error(core::error::invalid_argument, config->database.string() + " does not exist");
+  }
   {
     auto live = storage::SqliteCatalog::open(config->database);
     if (!live) {
@@ -171,7 +176,13 @@ result<std::string> backup_into(const fs::path& data_dir, const Config* config,
     if (fs::exists(to, ec)) {
       continue;  // another image with the same payload
     }
-    auto copied = copy_tree((*blobs)->path_of(image.sha256), to, true);
+    const fs::path from = (*blobs)->path_of(image.sha256);
+    if (!fs::exists(from, ec)) {
+      // Deleted after the snapshot was taken: the caller takes a new snapshot.
+      return Error(storage::error::not_found,
+                   "image " + std::to_string(image.id) + " was deleted while the backup ran");
+    }
+    auto copied = copy_tree(from, to, true);
     if (!copied) {
       return copied.error();
     }
@@ -201,33 +212,52 @@ result<std::string> backup_into(const fs::path& data_dir, const Config* config,
          " blobs hard-linked)";
 }
 
-result<std::string> backup(const fs::path& data_dir, const fs::path& out) {
+// "dir/" and "dir" name the same directory; the staging name goes beside it, not inside.
+fs::path without_trailing_slash(const fs::path& p) {
+  fs::path n = p.lexically_normal();
+  return n.has_filename() ? n : n.parent_path();
+}
+
+result<std::string> backup(const fs::path& data_dir, const fs::path& out_arg) {
   auto config = load_config(data_dir);
   if (!config) {
     return config.error();
   }
+  const fs::path out = without_trailing_slash(out_arg);
   std::error_code ec;
   if (fs::exists(out, ec)) {
     return Error(core::error::invalid_argument, out.string() + " exists");
   }
   const fs::path staging = out.string() + ".partial";
-  if (auto r = make_private_dir(staging); !r) {
-    return r.error();
-  }
-  auto summary = backup_into(data_dir, &*config, staging);
-  if (summary) {
-    if (auto r = publish(staging, out); !r) {
-      summary = r.error();
+  // An image deleted between the snapshot and the copy of its payload makes that snapshot
+  // uncopyable: take a new one (deletions are rare; three tries are plenty).
+  result<std::string> summary = Error(storage::error::busy, "no attempt");
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    if (auto r = make_private_dir(staging); !r) {
+      return r.error();
+    }
+    summary = backup_into(data_dir, &*config, staging);
+    if (summary) {
+      if (auto r = publish(staging, out); !r) {
+        summary = r.error();
+      }
+    }
+    if (summary) {
+      break;
+    }
+    fs::remove_all(staging, ec);  // a failed backup leaves nothing behind
+    if (summary.error().code != storage::error::not_found) {
+      break;
     }
   }
   if (!summary) {
-    fs::remove_all(staging, ec);  // a failed backup leaves nothing behind
     return summary.error();
   }
   return "backup: " + *summary + " in " + out.string();
 }
 
-result<std::string> restore(const fs::path& from, const fs::path& data_dir) {
+result<std::string> restore(const fs::path& from, const fs::path& data_dir_arg) {
+  const fs::path data_dir = without_trailing_slash(data_dir_arg);
   auto manifest = read_small_file(from / "backup.json");
   if (!manifest) {
     return Error(manifest.error().code,
@@ -278,7 +308,7 @@ result<std::string> restore(const fs::path& from, const fs::path& data_dir) {
     }
   }
   // The restored configuration must find the restored catalog and blobs where they are.
-  auto config = load_config(staging);
+  auto config = load_config(staging, {}, nullptr);  // the file alone, not this shell's variables
   if (!config) {
     return fail_clean(config.error());
   }

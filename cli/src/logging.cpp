@@ -14,23 +14,64 @@
 namespace fwdepot::cli {
 namespace {
 
-// JSON string contents: quotes, backslashes and every byte outside printable ASCII escaped, so
-// the line is valid JSON (and valid UTF-8) whatever the message held.
+// The length of the well-formed UTF-8 sequence at s[i] (RFC 3629: no overlongs, no surrogates,
+// nothing above U+10FFFF), or 0.
+std::size_t utf8_sequence(std::string_view s, std::size_t i) {
+  const auto at = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char b = at(i);
+  std::size_t n = 0;
+  unsigned char lo = 0x80;
+  unsigned char hi = 0xbf;
+  if (b >= 0xc2 && b <= 0xdf) {
+    n = 2;
+  } else if (b >= 0xe0 && b <= 0xef) {
+    n = 3;
+    lo = b == 0xe0 ? 0xa0 : 0x80;
+    hi = b == 0xed ? 0x9f : 0xbf;
+  } else if (b >= 0xf0 && b <= 0xf4) {
+    n = 4;
+    lo = b == 0xf0 ? 0x90 : 0x80;
+    hi = b == 0xf4 ? 0x8f : 0xbf;
+  } else {
+    return 0;
+  }
+  if (i + n > s.size() || at(i + 1) < lo || at(i + 1) > hi) {
+    return 0;
+  }
+  for (std::size_t k = 2; k < n; ++k) {
+    if (at(i + k) < 0x80 || at(i + k) > 0xbf) {
+      return 0;
+    }
+  }
+  return n;
+}
+
+// JSON string contents: quotes, backslashes and control characters escaped, well-formed UTF-8
+// kept as it is, and any other byte replaced by U+FFFD, so the line is valid JSON and UTF-8
+// whatever the message held.
 void append_json_string(std::string& out, std::string_view s) {
   constexpr char kHex[] = "0123456789abcdef";
   out += '"';
-  for (const char c : s) {
+  for (std::size_t i = 0; i < s.size();) {
+    const char c = s[i];
     const auto u = static_cast<unsigned char>(c);
     if (c == '"' || c == '\\') {
       out += '\\';
       out += c;
-    } else if (u < 0x20 || u >= 0x7f) {
+    } else if (u < 0x20 || u == 0x7f) {
       out += "\\u00";
       out += kHex[u >> 4];
       out += kHex[u & 0xf];
-    } else {
+    } else if (u < 0x80) {
       out += c;
+    } else if (const std::size_t n = utf8_sequence(s, i); n > 0) {
+      out.append(s.substr(i, n));
+      i += n;
+      continue;
+    } else {
+      out += "\\ufffd";
     }
+    ++i;
   }
   out += '"';
 }

@@ -43,7 +43,7 @@ start_server() {
 "$fwdepot" certs issue-device --data data --id dev-1 --model m1 --out dev-1 >/dev/null
 token=$("$fwdepot" token create --data data --name backup-test 2>/dev/null)
 head -c $((1024 * 1024)) /dev/urandom >small.bin
-head -c $((48 * 1024 * 1024)) /dev/urandom >big.bin
+head -c $((24 * 1024 * 1024)) /dev/urandom >big.bin
 "$fwdepot" sign --key data/keys/signing.key --name fw --version 1.1.0 --model m1 \
   --out small.dsse small.bin >/dev/null
 "$fwdepot" sign --key data/keys/signing.key --name fw --version 2.0.0 --model m1 \
@@ -62,9 +62,9 @@ curl -sS --max-time 30 "${ca[@]}" "${dev[@]}" -H 'Content-Type: application/json
   -d '{"model":"m1","version":"1.0.0","state":"idle"}' "https://$device/api/v1/device/checkin" |
   grep -q '"image_id":1' || fail "first check-in"
 
-# While an upload streams (rate-limited to 16 MiB/s: 3 s for 48 MiB) and the device keeps
-# checking in, take the backup; both are still going when it ends.
-curl -sS --max-time 120 --limit-rate 16M "${ca[@]}" "${auth[@]}" -F manifest=@big.dsse \
+# While an upload streams (rate-limited to 4 MiB/s: 6 s for 24 MiB) and the device keeps
+# checking in, take the backup.
+curl -sS --max-time 120 --limit-rate 4M "${ca[@]}" "${auth[@]}" -F manifest=@big.dsse \
   -F image=@big.bin "https://$admin/api/v1/images" >big-upload.out 2>&1 &
 upload=$!
 pids+=("$upload")
@@ -79,8 +79,14 @@ pids+=("$upload")
 ) &
 checkins=$!
 pids+=("$checkins")
-"$fwdepot" backup --data data --out backup >backup.log 2>&1 || fail "backup: $(cat backup.log)"
-kill -0 "$upload" 2>/dev/null || fail "the upload ended before the backup did: not concurrent"
+# The upload is under way once the server holds its temporary file (a bounded wait for that
+# condition; the backup must start while it streams).
+for _ in $(seq 200); do
+  [ -n "$(ls data/blobs/tmp)" ] && break
+  sleep 0.05
+done
+[ -n "$(ls data/blobs/tmp)" ] || fail "the big upload did not start"
+"$fwdepot" backup --data data --out backup/ >backup.log 2>&1 || fail "backup: $(cat backup.log)"
 wait "$upload" || fail "the big upload failed: $(cat big-upload.out)"
 wait "$checkins" || fail "check-ins failed during the backup"
 grep -q '"id":2,' big-upload.out || fail "big upload: $(cat big-upload.out)"
@@ -112,6 +118,11 @@ if "$fwdepot" restore --from damaged --data bad-restore >restore-bad.log 2>&1; t
 fi
 grep -q "image 1 .*does not match its SHA-256" restore-bad.log || fail "$(cat restore-bad.log)"
 [ ! -e bad-restore ] && [ ! -e bad-restore.restoring ] || fail "a refused restore left files"
+# A backup never creates the catalog it was asked to copy.
+FWDEPOT_STORAGE_DATABASE=nowhere.db "$fwdepot" backup --data data --out never >never.log 2>&1 &&
+  fail "backed up a database that does not exist"
+grep -q "nowhere.db does not exist" never.log || fail "$(cat never.log)"
+[ ! -e nowhere.db ] && [ ! -e never ] && [ ! -e never.partial ] || fail "files left behind"
 mkdir occupied && touch occupied/x
 "$fwdepot" restore --from backup --data occupied >occupied.log 2>&1 && fail "restored over files"
 grep -q "not empty" occupied.log || fail "$(cat occupied.log)"

@@ -11,11 +11,13 @@ build_dir=$2
 export CONTAINERS_CONF=$source_dir/docker/podman/containers.conf
 name=fwdepot-test-$$
 volume=fwdepot-test-$$
+readonly containers=("$name" "$name-2") volumes=("$volume" "$volume-2")
 work=$(mktemp -d)
 cleanup() {
-  podman rm --force --time 10 "$name" >/dev/null 2>&1 || true
-  podman volume rm --force "$volume" >/dev/null 2>&1 || true
-  podman image prune --force >/dev/null 2>&1 || true  # the build stage, 900 MB
+  podman rm --force --time 10 "${containers[@]}" >/dev/null 2>&1 || true
+  podman volume rm --force "${volumes[@]}" >/dev/null 2>&1 || true
+  # This build's own leftover: the 900 MB build stage (labelled in the Dockerfile).
+  podman image prune --force --filter label=org.fwdepot.stage=build >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -119,4 +121,24 @@ grep -q "no update, running 1.1.0" "$work/agent2.log" || fail "agent: $(cat "$wo
 podman stop --time 20 "$name" >/dev/null
 [ "$(podman inspect "$name" --format '{{.State.ExitCode}}')" = 0 ] || fail "unclean stop"
 podman logs "$name" 2>&1 | grep -q ' stopped' || fail "no clean shutdown in the log"
+
+# Without a token file, the first start prints a new token once; it works, and a restart
+# neither prints nor creates another.
+name=$name-2
+volume=$volume-2
+# The admin address as a flag this time: the health check must follow it.
+podman run -d --name "$name" --network host -v "$volume:/var/lib/fwdepot" \
+  --health-interval disable -e FWDEPOT_SERVER_DEVICE_LISTEN=127.0.0.1:$device_port \
+  localhost/fwdepot:test --admin-listen "127.0.0.1:$admin_port" >/dev/null ||
+  fail "podman run without a token file"
+wait_listening 1
+podman healthcheck run "$name" || fail "the HEALTHCHECK does not follow --admin-listen"
+printed=$(podman logs "$name" 2>&1 | sed -n 's/^fwdepot: initial admin token (shown once, store it now): //p')
+[ -n "$printed" ] || fail "no initial token printed"
+curl -sS --max-time 30 --cacert <(podman exec "$name" cat /var/lib/fwdepot/pki/ca.pem) \
+  -H "Authorization: Bearer $printed" "https://$admin/api/v1/images" | grep -q '"images":\[\]' ||
+  fail "the printed token does not work"
+podman restart --time 10 "$name" >/dev/null || fail "restart"
+wait_listening 2
+[ "$(podman logs "$name" 2>&1 | grep -c 'initial admin token')" = 1 ] || fail "a second token"
 echo "container: ok"
