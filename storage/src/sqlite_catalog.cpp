@@ -645,17 +645,39 @@ result<DeviceRecord> SqliteCatalog::record_checkin(const DeviceCheckin& c, std::
       return r.error();
     }
   }
-  if (auto e = append_event(DeviceEvent{.id = 0,
-                                        .device_id = c.device_id,
-                                        .at = now,
-                                        .kind = "checkin",
-                                        .state = c.state,
-                                        .version = c.version,
-                                        .result = c.result,
-                                        .message = c.message,
-                                        .image_id = c.offered_image_id});
-      !e) {
-    return e.error();
+  // History records changes: a check-in that repeats the device's previous event exactly (a
+  // device polling while nothing happens) only moves last_seen, so a device that checks in every
+  // hour for a year keeps a readable history instead of 8,760 identical rows.
+  bool repeat = false;
+  {
+    auto last = impl_->query(
+        "SELECT kind, state, version, result, message, image_id FROM device_events "
+        "WHERE device_id = ?1 ORDER BY id DESC LIMIT 1");
+    if (!last) {
+      return last.error();
+    }
+    last->bind(1, c.device_id);
+    auto row = last->step();
+    if (!row) {
+      return row.error();
+    }
+    repeat = *row && last->text(0) == "checkin" && last->text(1) == c.state &&
+             last->text(2) == c.version && last->opt_text(3) == c.result &&
+             last->opt_text(4) == c.message && last->opt_int64(5) == c.offered_image_id;
+  }
+  if (!repeat) {
+    if (auto e = append_event(DeviceEvent{.id = 0,
+                                          .device_id = c.device_id,
+                                          .at = now,
+                                          .kind = "checkin",
+                                          .state = c.state,
+                                          .version = c.version,
+                                          .result = c.result,
+                                          .message = c.message,
+                                          .image_id = c.offered_image_id});
+        !e) {
+      return e.error();
+    }
   }
   auto device = find_device(c.device_id);
   if (!device) {

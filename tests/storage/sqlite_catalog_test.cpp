@@ -187,6 +187,33 @@ TEST_F(SqliteCatalogTest, RecordsCheckinsWithHistoryInOrder) {
   EXPECT_EQ(catalog_->find_device("nobody").error(), error::not_found);
 }
 
+TEST_F(SqliteCatalogTest, RepeatedCheckinsMoveLastSeenButAddNoHistory) {
+  DeviceCheckin idle{"dev-1", "board-a", "1.0.0", "idle", {}, {}, {}};
+  ASSERT_TRUE(catalog_->record_checkin(idle, 100));
+  auto again = catalog_->record_checkin(idle, 200);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->last_seen, 200);
+  EXPECT_EQ(catalog_->list_events("dev-1", {})->size(), 1u);
+  // Any difference is history: an offer, a state, a result, a message, back to the same.
+  DeviceCheckin offered = idle;
+  offered.offered_image_id = 7;
+  DeviceCheckin failed = idle;
+  failed.result = "integrity_failure";
+  failed.message = "bad digest";
+  DeviceCheckin failed_other = failed;
+  failed_other.message = "bad digest again";
+  std::int64_t t = 300;
+  for (const DeviceCheckin* c :
+       {&offered, &offered, &failed, &failed_other, &failed_other, &idle}) {
+    ASSERT_TRUE(catalog_->record_checkin(*c, t++));
+  }
+  const auto events = catalog_->list_events("dev-1", {});
+  ASSERT_EQ(events->size(), 5u);
+  EXPECT_EQ((*events)[1].image_id, 7);
+  EXPECT_EQ((*events)[3].message, "bad digest again");
+  EXPECT_EQ((*events)[4].result, std::nullopt);
+}
+
 TEST_F(SqliteCatalogTest, PagesFiltersAndSortsDevices) {
   for (int i = 0; i < 25; ++i) {
     const std::string id = "dev-" + std::string(i < 10 ? "0" : "") + std::to_string(i);
