@@ -17,6 +17,7 @@ result<server::ServerOptions> server_options(const Config& c) {
   server::ServerOptions o;
   o.device_listen = c.device_listen;
   o.admin_listen = c.admin_listen;
+  o.coaps_listen = c.coaps_listen;
   o.threads = static_cast<unsigned>(c.threads);
   for (auto [path, out] :
        {std::pair{&c.ca_cert, &o.ca_pem}, std::pair{&c.server_cert, &o.server_cert_pem},
@@ -77,8 +78,6 @@ int run_serve(const ServeOptions& opts) {
   if (!server) {
     return fail(server.error().message());
   }
-  spdlog::warn("coaps_disabled listen={} reason=\"CoAPS is not part of this build yet\"",
-               c.coaps_listen);
   (*server)->run();
   return 0;
 }

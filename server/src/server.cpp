@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "fwdepot/server/server.hpp"
 
+#include "coaps/listener.hpp"
 #include "fwdepot/storage/image_store.hpp"
 #include "fwdepot/storage/sqlite_catalog.hpp"
 #include "https/session.hpp"
@@ -106,6 +107,7 @@ struct Server::Impl {
   std::unique_ptr<asio::io_context> io;
   std::optional<tcp::acceptor> device_acceptor;
   std::optional<tcp::acceptor> admin_acceptor;
+  std::unique_ptr<CoapsListener> coaps;
   std::optional<asio::signal_set> signals;
   std::optional<asio::steady_timer> grace_timer;
   bool shutting_down = false;  // touched only on the io_context's threads, under `strand`
@@ -116,6 +118,7 @@ struct Server::Impl {
     signals.reset();
     device_acceptor.reset();
     admin_acceptor.reset();
+    coaps.reset();
     strand.reset();
     io.reset();
   }
@@ -148,6 +151,9 @@ struct Server::Impl {
     boost::system::error_code ec;
     device_acceptor->close(ec);
     admin_acceptor->close(ec);
+    if (coaps) {
+      coaps->stop();
+    }
     signals->cancel(ec);
     ctx->wake_idle_sessions();
     if (ctx->sessions == 0) {
@@ -253,6 +259,16 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options) {
   if (auto r = bind_acceptor(*impl->admin_acceptor, o.admin_listen, "admin"); !r) {
     return r.error();
   }
+  if (!o.coaps_listen.empty()) {
+    auto coaps = CoapsListener::create(*impl->io, o.coaps_listen, material, *impl->device_tls,
+                                       *impl->devices, *impl->backend, impl->metrics);
+    if (!coaps) {
+      return coaps.error();
+    }
+    impl->coaps = std::move(*coaps);
+    impl->coaps->set_https_port(impl->device_acceptor->local_endpoint().port());
+    impl->ctx->coaps_port = impl->coaps->port();
+  }
   impl->signals.emplace(*impl->strand, SIGINT, SIGTERM, SIGHUP);
   auto* raw = impl.get();
   impl->ctx->on_drained = [raw] {
@@ -269,12 +285,16 @@ std::uint16_t Server::device_port() const {
   return impl_->device_acceptor->local_endpoint().port();
 }
 std::uint16_t Server::admin_port() const { return impl_->admin_acceptor->local_endpoint().port(); }
+std::uint16_t Server::coaps_port() const { return impl_->coaps ? impl_->coaps->port() : 0; }
 
 void Server::run() {
   Impl& s = *impl_;
-  spdlog::info("listening pid={} device={} admin={} threads={}", ::getpid(),
+  spdlog::info("listening pid={} device={} admin={} coaps={} threads={}", ::getpid(),
                endpoint_text(*s.device_acceptor), endpoint_text(*s.admin_acceptor),
-               thread_count(s.options));
+               s.coaps ? s.coaps->address() : "-", thread_count(s.options));
+  if (s.coaps) {
+    s.coaps->start();
+  }
   asio::co_spawn(*s.io, accept_loop(*s.device_acceptor, Listener::device, *s.ctx), asio::detached);
   asio::co_spawn(*s.io, accept_loop(*s.admin_acceptor, Listener::admin, *s.ctx), asio::detached);
   s.wait_for_signal();

@@ -28,6 +28,7 @@ fail() {
 start_server() {
   : >"$2"  # exists before tail looks at it
   "$fwdepot" serve --data "$1" --device-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+    --coaps-listen 127.0.0.1:0 \
     --threads 2 >"$2" 2>&1 &
   server_pid=$!
   pids+=("$server_pid")

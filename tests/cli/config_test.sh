@@ -113,7 +113,7 @@ check_fails "garbage.pem\|CRL\|crl" check --tls-crl garbage.pem
 check_fails "unknown variable FWDEPOT_TLS_CERTIFICATE" env FWDEPOT_TLS_CERTIFICATE=x "$fwdepot" serve --data data
 # JSON logs, on stdout, from a running server: every line one object.
 FWDEPOT_SERVER_LOG_FORMAT=json "$fwdepot" serve --data data --device-listen 127.0.0.1:0 \
-  --admin-listen 127.0.0.1:0 --threads 1 >serve.out 2>serve.err &
+  --admin-listen 127.0.0.1:0 --coaps-listen 127.0.0.1:0 --threads 1 >serve.out 2>serve.err &
 server=$!
 trap 'kill -TERM "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 line=$(timeout 30 tail -n +1 -f --pid="$server" serve.out | grep -m1 '"event":"listening"' || true)

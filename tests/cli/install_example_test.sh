@@ -38,7 +38,8 @@ head -c 50000 /dev/urandom >fw.bin
 "$fwdepot" sign --key d/keys/signing.key --name fw --version 1.2.0 --model board --out fw.dsse \
   fw.bin >/dev/null
 mkfifo log.fifo
-"$fwdepot" serve --data d --device-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 >log.fifo 2>&1 &
+"$fwdepot" serve --data d --device-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+  --coaps-listen 127.0.0.1:0 >log.fifo 2>&1 &
 server=$!
 exec 3<log.fifo
 listening=""

@@ -26,7 +26,7 @@ fail() {
 
 mkfifo out.fifo
 bash "$source_dir/scripts/run" "$build_dir" var --device-listen 127.0.0.1:0 \
-  --admin-listen 127.0.0.1:0 >out.fifo 2>run.err &
+  --admin-listen 127.0.0.1:0 --coaps-listen 127.0.0.1:0 >out.fifo 2>run.err &
 runner=$!
 exec 3<out.fifo
 # Blocking reads, each bounded: the printed commands end with a marker line.

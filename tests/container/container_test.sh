@@ -57,6 +57,7 @@ podman run -d --name "$name" --network host -v "$volume:/var/lib/fwdepot" \
   -e FWDEPOT_ADMIN_TOKEN_FILE=/run/secrets/admin_token \
   -e FWDEPOT_SERVER_DEVICE_LISTEN=127.0.0.1:$device_port \
   -e FWDEPOT_SERVER_ADMIN_LISTEN=127.0.0.1:$admin_port \
+  -e FWDEPOT_SERVER_COAPS_LISTEN=127.0.0.1:0 \
   localhost/fwdepot:test --threads 2 >/dev/null || fail "podman run"
 
 # wait_listening N: the Nth `listening` line of the container's log (one per start); sets
@@ -129,7 +130,7 @@ volume=$volume-2
 # The admin address as a flag this time: the health check must follow it.
 podman run -d --name "$name" --network host -v "$volume:/var/lib/fwdepot" \
   --health-interval disable -e FWDEPOT_SERVER_DEVICE_LISTEN=127.0.0.1:$device_port \
-  localhost/fwdepot:test --admin-listen "127.0.0.1:$admin_port" >/dev/null ||
+  -e FWDEPOT_SERVER_COAPS_LISTEN=127.0.0.1:0 localhost/fwdepot:test --admin-listen "127.0.0.1:$admin_port" >/dev/null ||
   fail "podman run without a token file"
 wait_listening 1
 podman healthcheck run "$name" || fail "the HEALTHCHECK does not follow --admin-listen"

@@ -110,7 +110,7 @@ before(async () => {
     '--version', '1.1.0', '--model', MODEL, '--out', join(work, 'fw.dsse'), join(work, 'fw.bin')]);
 
   server = start(fwdepot, ['serve', '--data', data, '--device-listen', '127.0.0.1:0',
-    '--admin-listen', '127.0.0.1:0', '--threads', '2']);
+    '--admin-listen', '127.0.0.1:0', '--coaps-listen', '127.0.0.1:0', '--threads', '2']);
   const [, dev, adm] = await waitForLine(server, / listening .*device=(\S+) admin=(\S+)/);
   device = `https://${dev}`;
   admin = `https://${adm}`;

@@ -122,20 +122,8 @@ std::string handshake_reason(const error_code& ec, Stream& stream) {
   return "other";
 }
 
-std::optional<certs::DeviceIdentity> device_identity(Stream& stream) {
-  openssl::X509Ptr peer(SSL_get1_peer_certificate(stream.native_handle()));
-  if (!peer) {
-    return std::nullopt;
-  }
-  const certs::Certificate cert(std::move(peer));
-  certs::DeviceIdentity id{cert.subject_common_name(), cert.subject_model(), cert.serial_hex()};
-  if (!validate_identifier(id.device_id, "device id")) {
-    return std::nullopt;
-  }
-  if (!id.model.empty() && !validate_identifier(id.model, "model")) {
-    id.model.clear();
-  }
-  return id;
+std::optional<certs::DeviceIdentity> peer_identity(Stream& stream) {
+  return device_identity(openssl::X509Ptr(SSL_get1_peer_certificate(stream.native_handle())));
 }
 
 // --- downloads --------------------------------------------------------------------------------
@@ -407,6 +395,21 @@ std::string origin_of(const http::request_header<>& req, const char* scheme) {
   return std::string(scheme) + "://" + std::string(host);
 }
 
+// The CoAPS origin on the host the device reached over HTTPS: "coaps://HOST:COAPS_PORT".
+std::string coaps_origin_of(std::string_view https_origin, std::uint16_t coaps_port) {
+  constexpr std::string_view kScheme = "https://";
+  if (coaps_port == 0 || !https_origin.starts_with(kScheme)) {
+    return {};
+  }
+  std::string_view host = https_origin.substr(kScheme.size());
+  const auto bracket = host.rfind(']');
+  const auto colon = host.rfind(':');
+  if (colon != std::string_view::npos && (bracket == std::string_view::npos || colon > bracket)) {
+    host = host.substr(0, colon);
+  }
+  return "coaps://" + std::string(host) + ":" + std::to_string(coaps_port);
+}
+
 asio::awaitable<error_code> route_device(Stream& stream, beast::flat_buffer& buffer,
                                          http::request_parser<http::empty_body>& head,
                                          ServerContext& ctx, Exchange& ex,
@@ -423,13 +426,14 @@ asio::awaitable<error_code> route_device(Stream& stream, beast::flat_buffer& buf
       co_return co_await write_api(stream, l, ex, api_error(405, "method_not_allowed", "use POST"));
     }
     const std::string origin = origin_of(req, "https");  // `head` is consumed by the body read
+    const std::string coaps = coaps_origin_of(origin, ctx.coaps_port);
     auto [ec, body] =
         co_await read_small_body(stream, buffer, head, l, ex, ctx.options.body_timeout);
     if (!body) {
       co_return ec;
     }
     co_return co_await write_api(stream, l, ex,
-                                 ctx.devices.checkin(device, *body, origin, "", unix_now()));
+                                 ctx.devices.checkin(device, *body, origin, coaps, unix_now()));
   }
   if (api && segments.size() == 5 && segments[3] == "images") {
     ex.route = "/api/v1/device/images/{id}";
@@ -570,7 +574,7 @@ asio::awaitable<void> run_session(tcp::socket socket, Listener l, ServerContext&
   }
   std::optional<certs::DeviceIdentity> device;
   if (l == Listener::device) {
-    device = device_identity(stream);
+    device = peer_identity(stream);
     if (!device) {
       ctx.metrics.handshake_failure(listener_name(l), "certificate CN is not a device id");
       spdlog::info("tls_refused listener=device peer={} reason=\"CN is not a device id\"", peer);

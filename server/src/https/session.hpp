@@ -51,6 +51,7 @@ struct ServerContext {
   std::atomic<std::size_t> device_connections{0};
   std::atomic<std::size_t> admin_connections{0};
   std::atomic<std::size_t> sessions{0};  // both listeners
+  std::uint16_t coaps_port = 0;          // set before serving; 0: no CoAPS URLs in offers
   std::function<void()> on_drained;      // called when draining and the last session ends
 
   /// Sessions register while they live, so that shutdown can end the idle ones at once.

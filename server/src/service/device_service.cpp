@@ -9,6 +9,21 @@
 #include <boost/json.hpp>
 
 namespace fwdepot::server {
+
+std::optional<certs::DeviceIdentity> device_identity(openssl::X509Ptr peer) {
+  if (!peer) {
+    return std::nullopt;
+  }
+  const certs::Certificate cert(std::move(peer));
+  certs::DeviceIdentity id{cert.subject_common_name(), cert.subject_model(), cert.serial_hex()};
+  if (!validate_identifier(id.device_id, "device id")) {
+    return std::nullopt;
+  }
+  if (!id.model.empty() && !validate_identifier(id.model, "model")) {
+    id.model.clear();
+  }
+  return id;
+}
 namespace {
 
 namespace json = boost::json;

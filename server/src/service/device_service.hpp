@@ -3,6 +3,7 @@
 #pragma once
 
 #include "fwdepot/certs/pki.hpp"
+#include "fwdepot/core/openssl.hpp"
 #include "service/api.hpp"
 #include "service/metrics.hpp"
 
@@ -15,6 +16,10 @@ namespace fwdepot::server {
 /// LwM2M Firmware Update object states and results, as names on the wire.
 [[nodiscard]] bool is_lwm2m_state(std::string_view s);
 [[nodiscard]] bool is_lwm2m_result(std::string_view s);
+
+/// Who a verified peer certificate names: its CN as the device id (nullopt if that is not a valid
+/// id) and its OU as the model (dropped if invalid). Shared by the HTTPS and CoAPS listeners.
+[[nodiscard]] std::optional<certs::DeviceIdentity> device_identity(openssl::X509Ptr peer);
 
 class DeviceService {
  public:

@@ -18,7 +18,8 @@ namespace fwdepot::server {
 struct ServerOptions {
   std::string device_listen = "0.0.0.0:8443";  // ADDR:PORT; port 0 picks a free one
   std::string admin_listen = "127.0.0.1:8444";
-  unsigned threads = 0;  // 0: one per core
+  std::string coaps_listen;  // ADDR:PORT for CoAP over DTLS; empty: not served
+  unsigned threads = 0;      // 0: one per core
 
   std::string ca_pem;           // device CA: the trust anchor for client certificates
   std::string server_cert_pem;  // server certificate (chain), used by both listeners
@@ -54,6 +55,8 @@ class Server {
 
   [[nodiscard]] std::uint16_t device_port() const;
   [[nodiscard]] std::uint16_t admin_port() const;
+  /// 0 when CoAPS is not served.
+  [[nodiscard]] std::uint16_t coaps_port() const;
 
   /// Serves until SIGTERM or SIGINT (graceful: stop accepting, let in-flight requests finish
   /// within shutdown_grace) or stop(). SIGHUP reloads the CRL.

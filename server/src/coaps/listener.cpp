@@ -1,0 +1,524 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "coaps/listener.hpp"
+
+#include "fwdepot/certs/pki.hpp"
+#include "fwdepot/core/ids.hpp"
+#include "fwdepot/core/openssl.hpp"
+#include "https/tls.hpp"
+#include "log.hpp"
+#include "service/api.hpp"
+#include "service/device_service.hpp"
+#include "service/metrics.hpp"
+
+#include <arpa/inet.h>
+#include <coap3/coap.h>
+#include <openssl/ssl.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <charconv>
+#include <ctime>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <span>
+
+namespace fwdepot::server {
+namespace {
+
+namespace asio = boost::asio;
+
+constexpr unsigned kDefaultSzx = 6;  // 1024-byte blocks unless the device asks for less
+constexpr std::size_t kMaxCheckinBody = 4096;
+
+// What a DTLS session remembers between requests: the last check-in answer, so that a device
+// fetching it block by block gets the one answer it asked for, not a new check-in per block.
+struct Peer {
+  int code = 0;
+  std::string answer;
+};
+
+// libcoap logs through us, at warning level and above, as escaped values.
+void log_handler(coap_log_t level, const char* message) {
+  std::string_view m(message);
+  while (!m.empty() && (m.back() == '\n' || m.back() == '\r')) {
+    m.remove_suffix(1);
+  }
+  if (level <= LOG_ERR) {
+    spdlog::warn("coap_error message={}", log_value(m));
+  } else {
+    spdlog::debug("coap message={}", log_value(m));
+  }
+}
+
+std::optional<certs::DeviceIdentity> identity_of(coap_session_t* session) {
+  coap_tls_library_t lib{};
+  auto* ssl = static_cast<SSL*>(coap_session_get_tls(session, &lib));
+  if (ssl == nullptr || lib != COAP_TLS_LIBRARY_OPENSSL) {
+    return std::nullopt;
+  }
+  if (SSL_get_verify_result(ssl) != X509_V_OK) {
+    return std::nullopt;
+  }
+  return device_identity(openssl::X509Ptr(SSL_get1_peer_certificate(ssl)));
+}
+
+coap_pdu_code_t coap_code(int http_status) {
+  switch (http_status) {
+    case 200:
+      return COAP_RESPONSE_CODE_CONTENT;
+    case 400:
+    case 422:
+      return COAP_RESPONSE_CODE_BAD_REQUEST;
+    case 401:
+      return COAP_RESPONSE_CODE_UNAUTHORIZED;
+    case 403:
+      return COAP_RESPONSE_CODE_FORBIDDEN;
+    case 404:
+      return COAP_RESPONSE_CODE_NOT_FOUND;
+    case 405:
+      return COAP_RESPONSE_CODE_NOT_ALLOWED;
+    case 413:
+      return COAP_RESPONSE_CODE_REQUEST_TOO_LARGE;
+    case 415:
+      return COAP_RESPONSE_CODE_UNSUPPORTED_CONTENT_FORMAT;
+    case 503:
+      return COAP_RESPONSE_CODE_SERVICE_UNAVAILABLE;
+    default:
+      return COAP_RESPONSE_CODE_INTERNAL_ERROR;
+  }
+}
+
+int status_of(coap_pdu_code_t code) {
+  const int c = static_cast<int>(code);
+  return (c >> 5) * 100 + (c & 0x1f);
+}
+
+// Answers with the block of a `total`-byte body that the request's Block2 option asks for
+// (block 0 of 1024 bytes without one), reading only that block through `read`. Options go in
+// CoAP order: ETag, Content-Format, Block2, Size2 (on block 0).
+template <class Read>
+int answer_block(const coap_pdu_t* request, coap_pdu_t* response, std::uint64_t total,
+                 std::span<const std::uint8_t> etag, unsigned content_format, Read&& read) {
+  coap_block_t block{0, 0, kDefaultSzx};
+  const bool asked = coap_get_block(request, COAP_OPTION_BLOCK2, &block) != 0;
+  if (block.szx > kDefaultSzx) {
+    block.szx = kDefaultSzx;  // 7 is BERT (TCP only)
+  }
+  const std::uint64_t size = std::uint64_t{1} << (block.szx + 4);
+  if (std::uint64_t{block.num} * size >= std::max<std::uint64_t>(total, 1)) {
+    coap_pdu_set_code(response, COAP_RESPONSE_CODE_BAD_OPTION);
+    return 402;
+  }
+  coap_pdu_set_code(response, COAP_RESPONSE_CODE_CONTENT);
+  if (!etag.empty()) {
+    coap_add_option(response, COAP_OPTION_ETAG, etag.size(), etag.data());
+  }
+  std::uint8_t buf[8];
+  coap_add_option(response, COAP_OPTION_CONTENT_FORMAT,
+                  coap_encode_var_safe(buf, sizeof buf, content_format), buf);
+  if (asked || total > size) {
+    if (block.num == 0) {
+      coap_add_option(response, COAP_OPTION_SIZE2, coap_encode_var_safe8(buf, sizeof buf, total),
+                      buf);
+    }
+    if (coap_write_block_opt(&block, COAP_OPTION_BLOCK2, response, total) < 0) {
+      coap_pdu_set_code(response, COAP_RESPONSE_CODE_BAD_OPTION);
+      return 402;
+    }
+  }
+  const std::uint64_t block_size = std::uint64_t{1} << (block.szx + 4);  // may have shrunk
+  const std::uint64_t offset = (asked || total > size) ? std::uint64_t{block.num} * block_size : 0;
+  const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(
+      total - std::min(total, offset), asked || total > size ? block_size : total));
+  if (n > 0) {
+    std::uint8_t* out = coap_add_data_after(response, n);
+    if (out == nullptr || !read(offset, std::span<char>(reinterpret_cast<char*>(out), n))) {
+      coap_pdu_set_code(response, COAP_RESPONSE_CODE_INTERNAL_ERROR);
+      return 500;
+    }
+  }
+  return 205;
+}
+
+}  // namespace
+
+struct CoapsListener::Impl {
+  Impl(asio::io_context& io, DeviceTls& tls, DeviceService& devices, Backend& backend,
+       Metrics& metrics)
+      : strand(asio::make_strand(io)),
+        tls(tls),
+        devices(devices),
+        backend(backend),
+        metrics(metrics) {}
+
+  ~Impl() {
+    descriptor.reset();
+    if (context != nullptr) {
+      coap_free_context(context);  // sessions still open get no SESSION_DEL: free ours below
+    }
+    for (Peer* p : peers) {
+      delete p;
+    }
+  }
+
+  static Impl& of(coap_session_t* session) {
+    return *static_cast<Impl*>(coap_get_app_data(coap_session_get_context(session)));
+  }
+
+  Peer& peer(coap_session_t* session) {
+    auto* p = static_cast<Peer*>(coap_session_get_app_data(session));
+    if (p == nullptr) {
+      p = new Peer;
+      peers.insert(p);
+      coap_session_set_app_data(session, p);
+    }
+    return *p;
+  }
+
+  // libcoap reads one datagram per readiness; drain what is there, then wait again. The same
+  // descriptor wakes us when libcoap's next retransmission or expiry timer is due.
+  void wait() {
+    descriptor->async_wait(asio::posix::descriptor_base::wait_read,
+                           asio::bind_executor(strand, [this](const boost::system::error_code& ec) {
+                             if (ec || stopped) {
+                               return;
+                             }
+                             for (int i = 0; i < 64; ++i) {
+                               coap_io_process(context, COAP_IO_NO_WAIT);
+                               pollfd p{coap_context_get_coap_fd(context), POLLIN, 0};
+                               if (::poll(&p, 1, 0) <= 0) {
+                                 break;
+                               }
+                             }
+                             wait();
+                           }));
+  }
+
+  // One line per request; a block-wise transfer logs its first block (and any failure) at
+  // info, the blocks after it at debug, so a 64-byte-block download is not thousands of lines.
+  void log_request(coap_session_t* session, const coap_pdu_t* request, const char* method,
+                   const char* route, int status, std::size_t bytes) {
+    metrics.request("coaps", route, status);
+    coap_block_t block{0, 0, 0};
+    const bool later_block =
+        coap_get_block(request, COAP_OPTION_BLOCK2, &block) != 0 && block.num > 0;
+    const auto level = later_block && status == 205 ? spdlog::level::debug : spdlog::level::info;
+    if (!spdlog::should_log(level)) {
+      return;
+    }
+    const coap_address_t* remote = coap_session_get_addr_remote(session);
+    char peer_text[INET6_ADDRSTRLEN + 8] = "-";
+    if (remote != nullptr) {
+      (void)coap_print_addr(remote, reinterpret_cast<std::uint8_t*>(peer_text), sizeof peer_text);
+    }
+    const auto who = identity_of(session);
+    spdlog::log(level,
+                "request listener=coaps peer={} who={} method={} route={} status={} block={} "
+                "bytes={}",
+                log_value(peer_text), who ? who->device_id : "-", method, route, status, block.num,
+                bytes);
+  }
+
+  static void on_checkin(coap_resource_t*, coap_session_t* session, const coap_pdu_t* request,
+                         const coap_string_t*, coap_pdu_t* response) {
+    Impl& self = of(session);
+    Peer& peer = self.peer(session);
+    coap_block_t block{0, 0, 0};
+    const bool continuation =
+        coap_get_block(request, COAP_OPTION_BLOCK2, &block) != 0 && block.num > 0;
+    if (!continuation) {
+      const auto who = identity_of(session);
+      std::size_t len = 0;
+      const std::uint8_t* data = nullptr;
+      if (coap_get_data(request, &len, &data) == 0) {
+        len = 0;
+      }
+      ApiResponse r =
+          !who ? api_error(401, "unauthorized", "no device certificate")
+          : len > kMaxCheckinBody
+              ? api_error(413, "too_large", "check-in body over 4 KiB")
+              : self.devices.checkin(
+                    *who, std::string_view(reinterpret_cast<const char*>(data), len),
+                    origin(session, "https", self.https_port), origin(session, "coaps", self.port),
+                    static_cast<std::int64_t>(std::time(nullptr)));
+      peer.code = r.status;
+      peer.answer = std::move(r.body);
+    } else if (peer.answer.empty()) {
+      coap_pdu_set_code(response, COAP_RESPONSE_CODE_BAD_REQUEST);
+      self.log_request(session, request, "POST", "/checkin", 400, 0);
+      return;
+    }
+    const std::string& body = peer.answer;
+    int status = answer_block(request, response, body.size(), {}, COAP_MEDIATYPE_APPLICATION_JSON,
+                              [&](std::uint64_t offset, std::span<char> out) {
+                                std::copy_n(body.data() + offset, out.size(), out.data());
+                                return true;
+                              });
+    if (status == 205 && peer.code != 200) {
+      coap_pdu_set_code(response, coap_code(peer.code));
+      status = status_of(coap_code(peer.code));
+    }
+    self.log_request(session, request, "POST", "/checkin", status, body.size());
+  }
+
+  static void on_unknown_get(coap_resource_t*, coap_session_t* session, const coap_pdu_t* request,
+                             const coap_string_t*, coap_pdu_t* response) {
+    Impl& self = of(session);
+    coap_string_t* raw_path = coap_get_uri_path(request);
+    const std::string path =
+        raw_path != nullptr
+            ? std::string(reinterpret_cast<const char*>(raw_path->s), raw_path->length)
+            : std::string();
+    coap_delete_string(raw_path);
+    std::int64_t id = 0;
+    const std::string_view digits =
+        std::string_view(path).substr(std::min<std::size_t>(3, path.size()));
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), id);
+    if (!path.starts_with("fw/") || ec != std::errc() || end != digits.data() + digits.size() ||
+        id <= 0) {
+      coap_pdu_set_code(response, COAP_RESPONSE_CODE_NOT_FOUND);
+      self.log_request(session, request, "GET", "unknown", 404, 0);
+      return;
+    }
+    const auto who = identity_of(session);
+    auto image = who ? self.devices.authorize_download(*who, id)
+                     : result<storage::ImageRecord>(Error(core::error::invalid_argument, "none"));
+    if (!image) {
+      // Unknown, not offered, or no certificate: one answer, so ids cannot be probed.
+      coap_pdu_set_code(response, COAP_RESPONSE_CODE_FORBIDDEN);
+      self.log_request(session, request, "GET", "/fw/{id}", 403, 0);
+      return;
+    }
+    auto reader = self.backend.blobs().open_blob(image->sha256);
+    if (!reader) {
+      coap_pdu_set_code(response, COAP_RESPONSE_CODE_INTERNAL_ERROR);
+      self.log_request(session, request, "GET", "/fw/{id}", 500, 0);
+      return;
+    }
+    // ETag: the payload digest's first 8 bytes (CoAP's limit); it changes with the payload.
+    const std::span<const std::uint8_t> etag(image->sha256.data(), 8);
+    std::size_t sent = 0;
+    const int status = answer_block(request, response, image->size_bytes, etag,
+                                    COAP_MEDIATYPE_APPLICATION_OCTET_STREAM,
+                                    [&](std::uint64_t offset, std::span<char> out) {
+                                      while (!out.empty()) {
+                                        auto got = (*reader)->read_at(offset, out);
+                                        if (!got || *got == 0) {
+                                          return false;
+                                        }
+                                        offset += *got;
+                                        sent += *got;
+                                        out = out.subspan(*got);
+                                      }
+                                      return true;
+                                    });
+    self.metrics.bytes_served(sent);
+    self.log_request(session, request, "GET", "/fw/{id}", status, sent);
+  }
+
+  // Every handshake verifies against the device listener's current store: the device CA and
+  // the CRL that HTTPS uses, reloaded when its file changes.
+  static int tls_setup(void* tls_session, coap_dtls_pki_t* setup) {
+    auto* self = static_cast<Impl*>(setup->cn_call_back_arg);
+    auto* ssl = static_cast<SSL*>(tls_session);
+    if (ssl == nullptr || self == nullptr) {
+      return 0;
+    }
+    const auto context = self->tls.current();
+    X509_STORE* store = SSL_CTX_get_cert_store(context->native_handle());
+    return SSL_set1_verify_cert_store(ssl, store) == 1 ? 1 : 0;
+  }
+
+  // OpenSSL has verified the chain and the CRL by now; the identity is read per request.
+  static int accept_cn(const char*, const std::uint8_t*, std::size_t, coap_session_t*, unsigned,
+                       int, void*) {
+    return 1;
+  }
+
+  static int on_event(coap_session_t* session, coap_event_t event) {
+    Impl& self = of(session);
+    if (event == COAP_EVENT_SERVER_SESSION_DEL) {
+      auto* p = static_cast<Peer*>(coap_session_get_app_data(session));
+      if (p != nullptr) {
+        self.peers.erase(p);
+        delete p;
+        coap_session_set_app_data(session, nullptr);
+      }
+    } else if (event == COAP_EVENT_DTLS_ERROR) {
+      self.metrics.handshake_failure("coaps", "dtls");
+    }
+    return 0;
+  }
+
+  // "SCHEME://ADDR:PORT" for the address this session reached us on.
+  static std::string origin(coap_session_t* session, const char* scheme, std::uint16_t port) {
+    const coap_address_t* local = coap_session_get_addr_local(session);
+    char host[INET6_ADDRSTRLEN] = "";
+    if (local == nullptr || port == 0) {
+      return {};
+    }
+    if (local->addr.sa.sa_family == AF_INET6) {
+      inet_ntop(AF_INET6, &local->addr.sin6.sin6_addr, host, sizeof host);
+      return std::string(scheme) + "://[" + host + "]:" + std::to_string(port);
+    }
+    inet_ntop(AF_INET, &local->addr.sin.sin_addr, host, sizeof host);
+    return std::string(scheme) + "://" + host + ":" + std::to_string(port);
+  }
+
+  asio::strand<asio::io_context::executor_type> strand;
+  DeviceTls& tls;
+  DeviceService& devices;
+  Backend& backend;
+  Metrics& metrics;
+  // libcoap re-reads these at every handshake and does not copy them: they live here.
+  std::string ca_pem;
+  std::string cert_pem;
+  std::string key_pem;
+  coap_context_t* context = nullptr;
+  coap_endpoint_t* endpoint = nullptr;
+  std::optional<asio::posix::stream_descriptor> descriptor;
+  std::set<Peer*> peers;
+  std::uint16_t port = 0;
+  std::uint16_t https_port = 0;
+  std::string address_text;
+  bool stopped = false;
+};
+
+CoapsListener::CoapsListener(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+CoapsListener::~CoapsListener() = default;
+
+result<std::unique_ptr<CoapsListener>> CoapsListener::create(
+    asio::io_context& io, std::string_view listen, const TlsMaterial& material,
+    DeviceTls& device_tls, DeviceService& devices, Backend& backend, Metrics& metrics) {
+  static std::once_flag started;
+  std::call_once(started, [] {
+    coap_startup();
+    coap_set_log_handler(log_handler);
+    coap_set_log_level(LOG_WARNING);
+    coap_dtls_set_log_level(LOG_WARNING);
+  });
+  auto bad = [&](const std::string& why) {
+    return Error(core::error::invalid_argument,
+                 "coaps listen address '" + std::string(listen) + "': " + why);
+  };
+  const auto colon = listen.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    return bad("expected ADDR:PORT");
+  }
+  std::string host(listen.substr(0, colon));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  unsigned port = 0;
+  const auto port_text = listen.substr(colon + 1);
+  const auto [p, pec] =
+      std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (port_text.empty() || pec != std::errc() || p != port_text.data() + port_text.size() ||
+      port > 65535) {
+    return bad("bad port");
+  }
+  coap_address_t address;
+  coap_address_init(&address);
+  if (inet_pton(AF_INET, host.c_str(), &address.addr.sin.sin_addr) == 1) {
+    address.addr.sin.sin_family = AF_INET;
+    address.addr.sin.sin_port = htons(static_cast<std::uint16_t>(port));
+    address.size = sizeof(address.addr.sin);
+  } else if (inet_pton(AF_INET6, host.c_str(), &address.addr.sin6.sin6_addr) == 1) {
+    address.addr.sin6.sin6_family = AF_INET6;
+    address.addr.sin6.sin6_port = htons(static_cast<std::uint16_t>(port));
+    address.size = sizeof(address.addr.sin6);
+  } else {
+    return bad("not an IP address");
+  }
+
+  auto impl = std::make_unique<Impl>(io, device_tls, devices, backend, metrics);
+  impl->ca_pem = material.ca_pem;
+  impl->cert_pem = material.server_cert_pem;
+  impl->key_pem = material.server_key_pem;
+  impl->context = coap_new_context(nullptr);
+  if (impl->context == nullptr) {
+    return Error(core::error::invalid_argument, "coaps: cannot create a CoAP context");
+  }
+  coap_set_app_data(impl->context, impl.get());
+  coap_register_event_handler(impl->context, &Impl::on_event);
+  coap_context_set_max_idle_sessions(impl->context, 1000);
+  coap_context_set_max_handshake_sessions(impl->context, 100);
+  coap_context_set_session_timeout(impl->context, 120);
+
+  coap_dtls_pki_t pki{};
+  pki.version = COAP_DTLS_PKI_SETUP_VERSION;
+  pki.verify_peer_cert = 1;  // a client certificate is required
+  pki.check_common_ca = 1;
+  pki.cert_chain_validation = 1;
+  pki.cert_chain_verify_depth = 2;
+  pki.check_cert_revocation = 1;
+  pki.validate_cn_call_back = &Impl::accept_cn;
+  pki.cn_call_back_arg = impl.get();
+  pki.additional_tls_setup_call_back = &Impl::tls_setup;
+  pki.pki_key.key_type = COAP_PKI_KEY_PEM_BUF;
+  auto& buf = pki.pki_key.key.pem_buf;
+  buf.ca_cert = reinterpret_cast<const std::uint8_t*>(impl->ca_pem.c_str());
+  buf.ca_cert_len = impl->ca_pem.size() + 1;
+  buf.public_cert = reinterpret_cast<const std::uint8_t*>(impl->cert_pem.c_str());
+  buf.public_cert_len = impl->cert_pem.size() + 1;
+  buf.private_key = reinterpret_cast<const std::uint8_t*>(impl->key_pem.c_str());
+  buf.private_key_len = impl->key_pem.size() + 1;
+  if (coap_context_set_pki(impl->context, &pki) != 1) {
+    return Error(core::error::invalid_argument, "coaps: the server certificate or key is refused");
+  }
+  impl->endpoint = coap_new_endpoint(impl->context, &address, COAP_PROTO_DTLS);
+  if (impl->endpoint == nullptr) {
+    return bad("cannot bind");
+  }
+  // 4.3.1 has no getter for the bound address: its text form is "ADDR:PORT DTLS".
+  const std::string text = coap_endpoint_str(impl->endpoint);
+  const auto space = text.find(' ');
+  impl->address_text = text.substr(0, space);
+  const auto port_at = impl->address_text.rfind(':');
+  unsigned bound = 0;
+  std::from_chars(impl->address_text.data() + port_at + 1,
+                  impl->address_text.data() + impl->address_text.size(), bound);
+  impl->port = static_cast<std::uint16_t>(bound);
+
+  coap_resource_t* checkin = coap_resource_init(coap_make_str_const("checkin"), 0);
+  coap_register_handler(checkin, COAP_REQUEST_POST, &Impl::on_checkin);
+  coap_add_resource(impl->context, checkin);
+  coap_resource_t* unknown = coap_resource_unknown_init(nullptr);
+  coap_register_handler(unknown, COAP_REQUEST_GET, &Impl::on_unknown_get);
+  coap_add_resource(impl->context, unknown);
+
+  const int fd = coap_context_get_coap_fd(impl->context);
+  if (fd < 0) {
+    return Error(core::error::invalid_argument, "coaps: libcoap was built without epoll");
+  }
+  impl->descriptor.emplace(io, ::dup(fd));  // the descriptor closes its own copy
+  return std::unique_ptr<CoapsListener>(new CoapsListener(std::move(impl)));
+}
+
+std::uint16_t CoapsListener::port() const { return impl_->port; }
+std::string CoapsListener::address() const { return impl_->address_text; }
+void CoapsListener::set_https_port(std::uint16_t port) { impl_->https_port = port; }
+
+void CoapsListener::start() {
+  asio::post(impl_->strand, [s = impl_.get()] {
+    coap_io_process(s->context, COAP_IO_NO_WAIT);  // arms libcoap's timer
+    s->wait();
+  });
+}
+
+void CoapsListener::stop() {
+  asio::post(impl_->strand, [s = impl_.get()] {
+    s->stopped = true;
+    boost::system::error_code ec;
+    s->descriptor->cancel(ec);
+  });
+}
+
+}  // namespace fwdepot::server

@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: Apache-2.0
+// The CoAP-over-DTLS device listener: libcoap 4.3.1 driven by the server's Asio event loop.
+// libcoap is not thread-safe, so one strand owns the CoAP context; its single epoll descriptor
+// (which also carries libcoap's retransmission and expiry timers) is awaited with Asio, and each
+// wake-up runs libcoap's processing without blocking.
+#pragma once
+
+#include "fwdepot/core/error.hpp"
+
+#include <boost/asio/io_context.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace fwdepot::server {
+
+class Backend;
+class DeviceService;
+class DeviceTls;
+class Metrics;
+struct TlsMaterial;
+
+class CoapsListener {
+ public:
+  /// Binds `listen` (ADDR:PORT, port 0 picks one). Devices authenticate with certificates from
+  /// the device CA, checked against the same CRL as HTTPS (DeviceTls's current store).
+  [[nodiscard]] static result<std::unique_ptr<CoapsListener>> create(
+      boost::asio::io_context& io, std::string_view listen, const TlsMaterial& material,
+      DeviceTls& device_tls, DeviceService& devices, Backend& backend, Metrics& metrics);
+  ~CoapsListener();
+
+  [[nodiscard]] std::uint16_t port() const;
+  /// "ADDR:PORT" as bound.
+  [[nodiscard]] std::string address() const;
+  /// The HTTPS device port, for the download URLs of offers made over CoAPS.
+  void set_https_port(std::uint16_t port);
+
+  /// Starts serving. Call once, before the io_context runs.
+  void start();
+  /// Stops serving; thread-safe, returns at once.
+  void stop();
+
+  struct Impl;  // public for libcoap's C callbacks; defined in listener.cpp only
+
+ private:
+  explicit CoapsListener(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace fwdepot::server
