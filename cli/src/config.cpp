@@ -257,7 +257,8 @@ result<void> apply(const Spec& spec, const Raw& raw, Config& c) {
             (c.*member).push_back(raw.base / v);
           }
         } else {
-          if (text.empty()) {
+          // An empty CoAPS address turns that listener off; every other text needs a value.
+          if (text.empty() && spec.doc.key != "server.coaps_listen") {
             return config_error(where, "must not be empty");
           }
           c.*member = text;

@@ -184,7 +184,10 @@ result<void> check_threshold(const ServerOptions& o) {
 }
 
 result<void> check_options(const ServerOptions& o) {
-  for (const auto* spec : {&o.device_listen, &o.admin_listen}) {
+  for (const auto* spec : {&o.device_listen, &o.admin_listen, &o.coaps_listen}) {
+    if (spec->empty() && spec == &o.coaps_listen) {
+      continue;  // CoAPS off
+    }
     if (auto e = parse_listen(*spec); !e) {
       return e.error();
     }

@@ -106,6 +106,9 @@ cp good.toml data/fwdepot.toml
 check_fails "server.log_level" check --log-level loud
 check_fails "signing.threshold" check --threshold 2
 check_fails "listen address 'nowhere'" check --admin-listen nowhere
+check_fails "listen address 'udp:x'" check --coaps-listen udp:x
+check --coaps-listen "" | grep -qxF 'server.coaps_listen = ""  # flag --coaps-listen' ||
+  fail "an empty CoAPS address does not turn CoAPS off"
 check_fails "missing.pem" check --tls-cert missing.pem
 echo "not a crl" >garbage.pem
 check_fails "garbage.pem\|CRL\|crl" check --tls-crl garbage.pem
