@@ -37,7 +37,10 @@ size=$(podman image inspect localhost/fwdepot:test --format '{{.Size}}')
 echo "image built in $(($(date +%s) - build_start)) s, $((size / 1000000)) MB"
 [ "$(podman image inspect localhost/fwdepot:test --format '{{.Config.User}}')" = fwdepot ] ||
   fail "the image does not run as the fwdepot user"
-podman image inspect localhost/fwdepot:test --format '{{.Config.Healthcheck}}' | grep -q healthcheck ||
+# (Outputs are captured before grep -q reads them: with pipefail, a writer cut off by grep's
+# early exit would turn a match into a failure.)
+healthcheck=$(podman image inspect localhost/fwdepot:test --format '{{.Config.Healthcheck}}')
+grep -q healthcheck <<<"$healthcheck" ||
   fail "no HEALTHCHECK in the image"
 
 # A first admin token from a secret file, as compose passes one.
@@ -78,7 +81,8 @@ wait_listening() {
   device=$(sed -n 's/.* device=\([^ ]*\) .*/\1/p' <<<"$line")
 }
 wait_listening 1
-if podman logs "$name" 2>&1 | grep -q -- "$token"; then
+logs=$(podman logs "$name" 2>&1)
+if grep -q -- "$token" <<<"$logs"; then
   fail "the admin token appears in the logs"
 fi
 podman healthcheck run "$name" || fail "the image's HEALTHCHECK fails on a healthy server"
@@ -121,7 +125,8 @@ grep -q "no update, running 1.1.0" "$work/agent2.log" || fail "agent: $(cat "$wo
 # SIGTERM reaches the server (it is PID 1 through exec) and it stops cleanly.
 podman stop --time 20 "$name" >/dev/null
 [ "$(podman inspect "$name" --format '{{.State.ExitCode}}')" = 0 ] || fail "unclean stop"
-podman logs "$name" 2>&1 | grep -q ' stopped' || fail "no clean shutdown in the log"
+logs=$(podman logs "$name" 2>&1)
+grep -q ' stopped' <<<"$logs" || fail "no clean shutdown in the log"
 
 # Without a token file, the first start prints a new token once; it works, and a restart
 # neither prints nor creates another.
