@@ -50,6 +50,9 @@ result<server::ServerOptions> server_options(const Config& c) {
   o.body_timeout = std::chrono::milliseconds(c.body_timeout_ms);
   o.idle_timeout = std::chrono::milliseconds(c.idle_timeout_ms);
   o.shutdown_grace = std::chrono::milliseconds(c.shutdown_grace_ms);
+  o.coaps_max_sessions = static_cast<std::size_t>(c.coaps_max_sessions);
+  o.coaps_max_sessions_per_address = static_cast<std::size_t>(c.coaps_max_sessions_per_address);
+  o.coaps_idle_timeout = std::chrono::milliseconds(c.coaps_idle_timeout_ms);
   return o;
 }
 

@@ -27,7 +27,7 @@ struct Spec {
 
 constexpr std::int64_t kMaxInt = std::int64_t{1} << 53;  // exact in TOML tools and JSON
 
-const std::array<Spec, 22> kSpecs = {{
+const std::array<Spec, 25> kSpecs = {{
     {{"server.device_listen", "device-listen", "ADDR:PORT for devices (port 0 picks one)"},
      &Config::device_listen,
      "0.0.0.0:8443"},
@@ -100,6 +100,22 @@ const std::array<Spec, 22> kSpecs = {{
      "10000",
      0,
      3'600'000},
+    {{"limits.coaps_max_sessions", "coaps-max-sessions", "authenticated CoAPS sessions in total"},
+     &Config::coaps_max_sessions,
+     "10000",
+     1,
+     1'000'000},
+    {{"limits.coaps_max_sessions_per_address", "coaps-max-sessions-per-address",
+      "authenticated CoAPS sessions from one IP address"},
+     &Config::coaps_max_sessions_per_address,
+     "256",
+     1,
+     1'000'000},
+    {{"limits.coaps_idle_timeout_ms", "coaps-idle-timeout-ms", "an idle CoAPS session is dropped"},
+     &Config::coaps_idle_timeout_ms,
+     "120000",
+     1000,
+     86'400'000},
 }};
 
 const Spec* find_spec(std::string_view key) {
@@ -332,6 +348,9 @@ header_timeout_ms = 10000         # a whole request head, however slowly it tric
 body_timeout_ms = 30000           # longest pause while a request or response body moves
 idle_timeout_ms = 60000           # keep-alive wait for the next request
 shutdown_grace_ms = 10000         # SIGTERM lets in-flight requests finish this long
+coaps_max_sessions = 10000        # authenticated CoAPS (DTLS) sessions in total
+coaps_max_sessions_per_address = 256  # ... from one IP address (NAT: raise it)
+coaps_idle_timeout_ms = 120000    # an idle CoAPS session is dropped after this
 )";
 }
 

@@ -47,6 +47,9 @@ struct Config {
   std::int64_t body_timeout_ms = 0;    // longest pause while a body is read or written
   std::int64_t idle_timeout_ms = 0;    // keep-alive wait for the next request
   std::int64_t shutdown_grace_ms = 0;  // in-flight work allowed after SIGTERM
+  std::int64_t coaps_max_sessions = 0;
+  std::int64_t coaps_max_sessions_per_address = 0;
+  std::int64_t coaps_idle_timeout_ms = 0;
 
   std::map<std::string, std::string, std::less<>> sources;  // key → where its value came from
 };

@@ -263,8 +263,11 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options) {
     return r.error();
   }
   if (!o.coaps_listen.empty()) {
-    auto coaps = CoapsListener::create(*impl->io, o.coaps_listen, material, *impl->device_tls,
-                                       *impl->devices, *impl->backend, impl->metrics);
+    const CoapsLimits limits{o.coaps_max_sessions, o.coaps_max_sessions_per_address,
+                             std::chrono::ceil<std::chrono::seconds>(o.coaps_idle_timeout)};
+    auto coaps =
+        CoapsListener::create(*impl->io, o.coaps_listen, material, limits, *impl->device_tls,
+                              *impl->devices, *impl->backend, impl->metrics);
     if (!coaps) {
       return coaps.error();
     }

@@ -1,10 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "fwdepot/storage/sqlite_catalog.hpp"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <boost/json.hpp>
 
 #include <array>
+#include <cerrno>
+#include <cstring>
 #include <limits>
 #include <unordered_map>
 
@@ -425,6 +430,29 @@ result<Transaction> Transaction::begin(SqliteCatalog::Impl& impl) {
 
 // --- open and migrate -------------------------------------------------------------------------
 
+namespace {
+
+// The catalog holds secrets (CoAPS pre-shared keys), so its file is the owner's alone: created
+// 0600, and group and other bits dropped from an existing one. SQLite gives its -wal and -shm
+// files the database file's mode.
+result<void> make_private(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return Error(error::io_error, "opening " + path.string() + ": " + std::strerror(errno));
+  }
+  struct stat st {};
+  const bool ok =
+      ::fstat(fd, &st) == 0 && ((st.st_mode & 077) == 0 || ::fchmod(fd, st.st_mode & 0700) == 0);
+  const int saved = errno;
+  ::close(fd);
+  if (!ok) {
+    return Error(error::io_error, "restricting " + path.string() + ": " + std::strerror(saved));
+  }
+  return {};
+}
+
+}  // namespace
+
 SqliteCatalog::SqliteCatalog(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 SqliteCatalog::~SqliteCatalog() = default;
 
@@ -432,6 +460,9 @@ int SqliteCatalog::current_schema_version() { return static_cast<int>(kMigration
 
 result<std::unique_ptr<SqliteCatalog>> SqliteCatalog::open(const std::filesystem::path& path,
                                                            const Options& options) {
+  if (auto r = make_private(path); !r) {
+    return r.error();
+  }
   sqlite3* raw = nullptr;
   const int rc =
       sqlite3_open_v2(path.c_str(), &raw,
@@ -967,6 +998,9 @@ result<void> SqliteCatalog::backup_to(const std::filesystem::path& to) {
   std::error_code ec;
   if (std::filesystem::exists(to, ec)) {
     return Error(error::conflict, to.string() + " exists");
+  }
+  if (auto r = make_private(to); !r) {
+    return r.error();
   }
   sqlite3* raw = nullptr;
   const int rc = sqlite3_open_v2(

@@ -430,13 +430,13 @@ TEST_F(HttpsServerTest, EveryRouteInTheOpenApiDocumentExists) {
     if (in_paths && line.starts_with("  /") && line.ends_with(":")) {
       path = line.substr(2, line.size() - 3);
     }
-    for (const char* m : {"get", "post", "delete", "head"}) {
+    for (const char* m : {"get", "post", "put", "delete", "head"}) {
       if (in_paths && line == std::string("    ") + m + ":") {
         operations.emplace_back(m, path);
       }
     }
   }
-  ASSERT_EQ(operations.size(), 17u);
+  ASSERT_EQ(operations.size(), 19u);
   // Deletions last, deployments before images, so that every id still exists when it is used.
   auto rank = [](const std::pair<std::string, std::string>& op) {
     return op.first != "delete" ? 0 : op.second.find("deployments") != std::string::npos ? 1 : 2;
@@ -455,6 +455,8 @@ TEST_F(HttpsServerTest, EveryRouteInTheOpenApiDocumentExists) {
       extra.push_back("--head");
     } else if (route == "/api/v1/device/checkin") {
       body = checkin_body("1.0.0", "idle");
+    } else if (method == "PUT" && route == "/api/v1/devices/{id}/psk") {
+      body = R"({"key":"000102030405060708090a0b0c0d0e0f"})";
     } else if (method == "POST" && route == "/api/v1/deployments") {
       body = R"({"image_id":1,"models":["m1"]})";
     } else if (method == "POST" && route == "/api/v1/images") {

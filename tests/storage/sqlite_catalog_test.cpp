@@ -55,6 +55,30 @@ int user_version(const std::filesystem::path& db_path) {
   return v;
 }
 
+// The catalog holds PSKs: its file, its WAL and its backups are the owner's alone.
+TEST(SqliteCatalogOpen, KeepsTheDatabaseFilesPrivate) {
+  TempDir dir;
+  const auto mode = [](const std::filesystem::path& p) {
+    return std::filesystem::status(p).permissions() & std::filesystem::perms::mask;
+  };
+  const auto owner = std::filesystem::perms::owner_read | std::filesystem::perms::owner_write;
+  {
+    auto c = SqliteCatalog::open(dir / "new.db");
+    ASSERT_TRUE(c) << c.error();
+    ASSERT_TRUE((*c)->put_psk({"dev-1", "dev-1", "0123456789abcdef"}, 1));
+    EXPECT_EQ(mode(dir / "new.db"), owner);
+    EXPECT_EQ(mode(dir / "new.db-wal"), owner);
+    ASSERT_TRUE((*c)->backup_to(dir / "copy.db"));
+    EXPECT_EQ(mode(dir / "copy.db"), owner);
+  }
+  std::filesystem::permissions(
+      dir / "copy.db", std::filesystem::perms::group_read | std::filesystem::perms::others_read,
+      std::filesystem::perm_options::add);
+  auto c = SqliteCatalog::open(dir / "copy.db");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(mode(dir / "copy.db"), owner);
+}
+
 TEST(SqliteCatalogOpen, MigratesAnEmptyDatabaseAndReopensAsANoOp) {
   TempDir dir;
   const auto path = dir / "fwdepot.db";

@@ -4,6 +4,8 @@
 #include "fwdepot/certs/pki.hpp"
 #include "fwdepot/core/ids.hpp"
 #include "fwdepot/core/openssl.hpp"
+#include "fwdepot/storage/blob_store.hpp"
+#include "fwdepot/storage/catalog.hpp"
 #include "https/tls.hpp"
 #include "log.hpp"
 #include "service/api.hpp"
@@ -23,7 +25,10 @@
 #include <boost/asio/strand.hpp>
 
 #include <charconv>
+#include <chrono>
 #include <ctime>
+#include <limits>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -37,11 +42,26 @@ namespace asio = boost::asio;
 constexpr unsigned kDefaultSzx = 6;  // 1024-byte blocks unless the device asks for less
 constexpr std::size_t kMaxCheckinBody = 4096;
 
-// What a DTLS session remembers between requests: the last check-in answer, so that a device
-// fetching it block by block gets the one answer it asked for, not a new check-in per block.
+// A download's authorization is re-checked when a transfer (re)starts and at least this often
+// while it runs, so a cancelled deployment stops being served without a query per block.
+constexpr auto kReauthorizeAfter = std::chrono::seconds(10);
+
+// What a DTLS session remembers between requests.
 struct Peer {
+  std::string address;   // the remote IP address, for the per-address session limit
+  bool counted = false;  // authenticated, and counted against the session limits
+  // Who the device is: set at the handshake for PSK, read from the certificate on first use.
+  std::optional<certs::DeviceIdentity> who;
+  bool who_resolved = false;
+  // The last check-in answer, so that a device fetching it block by block gets the one answer
+  // it asked for, not a new check-in per block.
   int code = 0;
   std::string answer;
+  // The download in progress: its authorization and the open blob, kept between blocks.
+  std::int64_t image_id = 0;
+  storage::ImageRecord image;
+  std::unique_ptr<storage::BlobReader> reader;
+  std::chrono::steady_clock::time_point authorized_at;
 };
 
 // libcoap logs through us, at warning level and above, as escaped values.
@@ -57,7 +77,7 @@ void log_handler(coap_log_t level, const char* message) {
   }
 }
 
-std::optional<certs::DeviceIdentity> identity_of(coap_session_t* session) {
+std::optional<certs::DeviceIdentity> certificate_identity(coap_session_t* session) {
   coap_tls_library_t lib{};
   auto* ssl = static_cast<SSL*>(coap_session_get_tls(session, &lib));
   if (ssl == nullptr || lib != COAP_TLS_LIBRARY_OPENSSL) {
@@ -67,6 +87,20 @@ std::optional<certs::DeviceIdentity> identity_of(coap_session_t* session) {
     return std::nullopt;
   }
   return device_identity(openssl::X509Ptr(SSL_get1_peer_certificate(ssl)));
+}
+
+std::string remote_ip(coap_session_t* session) {
+  const coap_address_t* remote = coap_session_get_addr_remote(session);
+  char host[INET6_ADDRSTRLEN] = "";
+  if (remote == nullptr) {
+    return {};
+  }
+  if (remote->addr.sa.sa_family == AF_INET6) {
+    inet_ntop(AF_INET6, &remote->addr.sin6.sin6_addr, host, sizeof host);
+  } else {
+    inet_ntop(AF_INET, &remote->addr.sin.sin_addr, host, sizeof host);
+  }
+  return host;
 }
 
 coap_pdu_code_t coap_code(int http_status) {
@@ -150,9 +184,10 @@ int answer_block(const coap_pdu_t* request, coap_pdu_t* response, std::uint64_t 
 }  // namespace
 
 struct CoapsListener::Impl {
-  Impl(asio::io_context& io, DeviceTls& tls, DeviceService& devices, Backend& backend,
-       Metrics& metrics)
+  Impl(asio::io_context& io, CoapsLimits limits, DeviceTls& tls, DeviceService& devices,
+       Backend& backend, Metrics& metrics)
       : strand(asio::make_strand(io)),
+        limits(limits),
         tls(tls),
         devices(devices),
         backend(backend),
@@ -182,6 +217,60 @@ struct CoapsListener::Impl {
     return *p;
   }
 
+  // Who the session's device is, or nullptr: the PSK's device, or the certificate's CN.
+  static const certs::DeviceIdentity* identity(coap_session_t* session, Peer& peer) {
+    if (!peer.who_resolved) {
+      peer.who = certificate_identity(session);
+      peer.who_resolved = true;
+    }
+    return peer.who ? &*peer.who : nullptr;
+  }
+
+  // Authenticated sessions count against the limits, in total and per address: a handshake
+  // that would exceed them is refused when the device has shown its credentials, and a session
+  // counts once its handshake completes (a failed one never does). Half-open handshakes are
+  // bounded by libcoap itself.
+  bool admissible(coap_session_t* session, Peer& peer) {
+    if (peer.counted) {
+      return true;
+    }
+    peer.address = remote_ip(session);
+    const auto it = per_address.find(peer.address);
+    const std::size_t from_address = it == per_address.end() ? 0 : it->second;
+    if (established < limits.max_sessions && from_address < limits.max_sessions_per_address) {
+      return true;
+    }
+    metrics.handshake_failure("coaps", "session_limit");
+    spdlog::warn("coaps_session_refused peer={} limit={}", log_value(peer.address),
+                 established >= limits.max_sessions ? "total" : "per_address");
+    return false;
+  }
+
+  void count(coap_session_t* session, Peer& peer) {
+    if (peer.counted) {
+      return;
+    }
+    if (peer.address.empty()) {
+      peer.address = remote_ip(session);
+    }
+    ++per_address[peer.address];
+    ++established;
+    peer.counted = true;
+    metrics.coaps_sessions(static_cast<std::int64_t>(established));
+  }
+
+  void release(Peer& peer) {
+    if (!peer.counted) {
+      return;
+    }
+    if (auto it = per_address.find(peer.address); it != per_address.end() && --it->second == 0) {
+      per_address.erase(it);
+    }
+    --established;
+    peer.counted = false;
+    metrics.coaps_sessions(static_cast<std::int64_t>(established));
+  }
+
   // libcoap reads one datagram per readiness; drain what is there, then wait again. The same
   // descriptor wakes us when libcoap's next retransmission or expiry timer is due.
   void wait() {
@@ -203,8 +292,9 @@ struct CoapsListener::Impl {
 
   // One line per request; a block-wise transfer logs its first block (and any failure) at
   // info, the blocks after it at debug, so a 64-byte-block download is not thousands of lines.
-  void log_request(coap_session_t* session, const coap_pdu_t* request, const char* method,
-                   const char* route, int status, std::size_t bytes) {
+  void log_request(coap_session_t* session, const certs::DeviceIdentity* who,
+                   const coap_pdu_t* request, const char* method, const char* route, int status,
+                   std::size_t bytes) {
     metrics.request("coaps", route, status);
     coap_block_t block{0, 0, 0};
     const bool later_block =
@@ -218,7 +308,6 @@ struct CoapsListener::Impl {
     if (remote != nullptr) {
       (void)coap_print_addr(remote, reinterpret_cast<std::uint8_t*>(peer_text), sizeof peer_text);
     }
-    const auto who = identity_of(session);
     spdlog::log(level,
                 "request listener=coaps peer={} who={} method={} route={} status={} block={} "
                 "bytes={}",
@@ -233,15 +322,15 @@ struct CoapsListener::Impl {
     coap_block_t block{0, 0, 0};
     const bool continuation =
         coap_get_block(request, COAP_OPTION_BLOCK2, &block) != 0 && block.num > 0;
+    const certs::DeviceIdentity* who = identity(session, peer);
     if (!continuation) {
-      const auto who = identity_of(session);
       std::size_t len = 0;
       const std::uint8_t* data = nullptr;
       if (coap_get_data(request, &len, &data) == 0) {
         len = 0;
       }
       ApiResponse r =
-          !who ? api_error(401, "unauthorized", "no device certificate")
+          who == nullptr ? api_error(401, "unauthorized", "no device identity")
           : len > kMaxCheckinBody
               ? api_error(413, "too_large", "check-in body over 4 KiB")
               : self.devices.checkin(
@@ -252,7 +341,7 @@ struct CoapsListener::Impl {
       peer.answer = std::move(r.body);
     } else if (peer.answer.empty()) {
       coap_pdu_set_code(response, COAP_RESPONSE_CODE_BAD_REQUEST);
-      self.log_request(session, request, "POST", "/checkin", 400, 0);
+      self.log_request(session, who, request, "POST", "/checkin", 400, 0);
       return;
     }
     const std::string& body = peer.answer;
@@ -265,7 +354,7 @@ struct CoapsListener::Impl {
       coap_pdu_set_code(response, coap_code(peer.code));
       status = status_of(coap_code(peer.code));
     }
-    self.log_request(session, request, "POST", "/checkin", status, body.size());
+    self.log_request(session, who, request, "POST", "/checkin", status, body.size());
   }
 
   static void on_unknown_get(coap_resource_t*, coap_session_t* session, const coap_pdu_t* request,
@@ -284,24 +373,24 @@ struct CoapsListener::Impl {
     if (!path.starts_with("fw/") || ec != std::errc() || end != digits.data() + digits.size() ||
         id <= 0) {
       coap_pdu_set_code(response, COAP_RESPONSE_CODE_NOT_FOUND);
-      self.log_request(session, request, "GET", "unknown", 404, 0);
+      self.log_request(session, nullptr, request, "GET", "unknown", 404, 0);
       return;
     }
-    const auto who = identity_of(session);
-    auto image = who ? self.devices.authorize_download(*who, id)
-                     : result<storage::ImageRecord>(Error(core::error::invalid_argument, "none"));
-    if (!image) {
-      // Unknown, not offered, or no certificate: one answer, so ids cannot be probed.
+    Peer& peer = self.peer(session);
+    const certs::DeviceIdentity* who = identity(session, peer);
+    if (!self.authorize(request, peer, who, id)) {
+      // Unknown, not offered, or no identity: one answer, so ids cannot be probed.
       coap_pdu_set_code(response, COAP_RESPONSE_CODE_FORBIDDEN);
-      self.log_request(session, request, "GET", "/fw/{id}", 403, 0);
+      self.log_request(session, who, request, "GET", "/fw/{id}", 403, 0);
       return;
     }
-    auto reader = self.backend.blobs().open_blob(image->sha256);
-    if (!reader) {
+    if (!peer.reader) {
       coap_pdu_set_code(response, COAP_RESPONSE_CODE_INTERNAL_ERROR);
-      self.log_request(session, request, "GET", "/fw/{id}", 500, 0);
+      self.log_request(session, who, request, "GET", "/fw/{id}", 500, 0);
       return;
     }
+    const storage::ImageRecord* image = &peer.image;
+    storage::BlobReader* reader = peer.reader.get();
     // ETag: the payload digest's first 8 bytes (CoAP's limit); it changes with the payload.
     const std::span<const std::uint8_t> etag(image->sha256.data(), 8);
     std::size_t sent = 0;
@@ -309,7 +398,7 @@ struct CoapsListener::Impl {
                                     COAP_MEDIATYPE_APPLICATION_OCTET_STREAM,
                                     [&](std::uint64_t offset, std::span<char> out) {
                                       while (!out.empty()) {
-                                        auto got = (*reader)->read_at(offset, out);
+                                        auto got = reader->read_at(offset, out);
                                         if (!got || *got == 0) {
                                           return false;
                                         }
@@ -320,7 +409,42 @@ struct CoapsListener::Impl {
                                       return true;
                                     });
     self.metrics.bytes_served(sent);
-    self.log_request(session, request, "GET", "/fw/{id}", status, sent);
+    self.log_request(session, who, request, "GET", "/fw/{id}", status, sent);
+  }
+
+  // Whether `who` may have image `id`: asked of the catalog when a transfer starts (block 0),
+  // when another image is asked for, and every kReauthorizeAfter; otherwise the session's
+  // earlier answer stands, with the blob it opened.
+  bool authorize(const coap_pdu_t* request, Peer& peer, const certs::DeviceIdentity* who,
+                 std::int64_t id) {
+    coap_block_t block{0, 0, 0};
+    const bool later_block =
+        coap_get_block(request, COAP_OPTION_BLOCK2, &block) != 0 && block.num > 0;
+    const auto now = std::chrono::steady_clock::now();
+    if (who != nullptr && later_block && peer.image_id == id &&
+        now - peer.authorized_at < kReauthorizeAfter) {
+      return true;
+    }
+    const bool same_transfer = later_block && peer.image_id == id;
+    peer.image_id = 0;
+    if (who == nullptr) {
+      return false;
+    }
+    auto image = devices.authorize_download(*who, id);
+    if (!image) {
+      return false;
+    }
+    if (!peer.reader || peer.image.sha256 != image->sha256) {
+      auto reader = backend.blobs().open_blob(image->sha256);
+      peer.reader = reader ? std::move(*reader) : nullptr;
+    }
+    if (!same_transfer) {
+      metrics.download_started(later_block);  // a later block first: a resumption
+    }
+    peer.image = std::move(*image);
+    peer.image_id = id;
+    peer.authorized_at = now;
+    return true;
   }
 
   // Every handshake verifies against the device listener's current store: the device CA and
@@ -331,15 +455,50 @@ struct CoapsListener::Impl {
     if (ssl == nullptr || self == nullptr) {
       return 0;
     }
+    SSL_set_options(ssl, SSL_OP_NO_RENEGOTIATION);
     const auto context = self->tls.current();
     X509_STORE* store = SSL_CTX_get_cert_store(context->native_handle());
     return SSL_set1_verify_cert_store(ssl, store) == 1 ? 1 : 0;
   }
 
-  // OpenSSL has verified the chain and the CRL by now; the identity is read per request.
-  static int accept_cn(const char*, const std::uint8_t*, std::size_t, coap_session_t*, unsigned,
-                       int, void*) {
-    return 1;
+  // OpenSSL has verified the chain and the CRL by now (it calls this only for a chain it
+  // accepted); the leaf (depth 0) is where the session limits apply.
+  static int accept_cn(const char*, const std::uint8_t*, std::size_t, coap_session_t* session,
+                       unsigned depth, int, void* arg) {
+    auto* self = static_cast<Impl*>(arg);
+    return depth > 0 || self->admissible(session, self->peer(session)) ? 1 : 0;
+  }
+
+  // PSK handshakes: the key for the identity the device offers, looked up in the catalog each
+  // time, so provisioning, rotation and removal apply to the next handshake. libcoap copies the
+  // key into the session; the identity, never the key, may be logged.
+  static const coap_bin_const_t* psk_for(coap_bin_const_t* identity, coap_session_t* session,
+                                         void* arg) {
+    auto* self = static_cast<Impl*>(arg);
+    OPENSSL_cleanse(self->psk_key.data(), self->psk_key.size());
+    self->psk_key.clear();
+    if (identity == nullptr || identity->s == nullptr || identity->length == 0) {
+      return nullptr;
+    }
+    const std::string_view name(reinterpret_cast<const char*>(identity->s), identity->length);
+    auto psk = self->backend.with_catalog([&](storage::Catalog& c) { return c.find_psk(name); });
+    if (!psk) {
+      self->metrics.handshake_failure("coaps", "psk_identity");
+      spdlog::info("coaps_psk_refused identity={} peer={}", log_value(name),
+                   log_value(remote_ip(session)));
+      return nullptr;
+    }
+    Peer& peer = self->peer(session);
+    if (!self->admissible(session, peer)) {
+      OPENSSL_cleanse(psk->key.data(), psk->key.size());
+      return nullptr;
+    }
+    peer.who = certs::DeviceIdentity{psk->device_id, "", ""};
+    peer.who_resolved = true;
+    self->psk_key = std::move(psk->key);
+    self->psk_bin = {self->psk_key.size(),
+                     reinterpret_cast<const std::uint8_t*>(self->psk_key.data())};
+    return &self->psk_bin;
   }
 
   static int on_event(coap_session_t* session, coap_event_t event) {
@@ -347,10 +506,13 @@ struct CoapsListener::Impl {
     if (event == COAP_EVENT_SERVER_SESSION_DEL) {
       auto* p = static_cast<Peer*>(coap_session_get_app_data(session));
       if (p != nullptr) {
+        self.release(*p);
         self.peers.erase(p);
         delete p;
         coap_session_set_app_data(session, nullptr);
       }
+    } else if (event == COAP_EVENT_DTLS_CONNECTED) {
+      self.count(session, self.peer(session));
     } else if (event == COAP_EVENT_DTLS_ERROR) {
       self.metrics.handshake_failure("coaps", "dtls");
     }
@@ -373,6 +535,7 @@ struct CoapsListener::Impl {
   }
 
   asio::strand<asio::io_context::executor_type> strand;
+  CoapsLimits limits;
   DeviceTls& tls;
   DeviceService& devices;
   Backend& backend;
@@ -385,6 +548,10 @@ struct CoapsListener::Impl {
   coap_endpoint_t* endpoint = nullptr;
   std::optional<asio::posix::stream_descriptor> descriptor;
   std::set<Peer*> peers;
+  std::map<std::string, std::size_t> per_address;  // counted sessions by remote IP
+  std::size_t established = 0;                     // counted sessions in total
+  std::string psk_key;  // the last key handed to libcoap, wiped at the next lookup
+  coap_bin_const_t psk_bin{};
   std::uint16_t port = 0;
   std::uint16_t https_port = 0;
   std::string address_text;
@@ -395,7 +562,7 @@ CoapsListener::CoapsListener(std::unique_ptr<Impl> impl) : impl_(std::move(impl)
 CoapsListener::~CoapsListener() = default;
 
 result<std::unique_ptr<CoapsListener>> CoapsListener::create(
-    asio::io_context& io, std::string_view listen, const TlsMaterial& material,
+    asio::io_context& io, std::string_view listen, const TlsMaterial& material, CoapsLimits limits,
     DeviceTls& device_tls, DeviceService& devices, Backend& backend, Metrics& metrics) {
   static std::once_flag started;
   std::call_once(started, [] {
@@ -438,7 +605,7 @@ result<std::unique_ptr<CoapsListener>> CoapsListener::create(
     return bad("not an IP address");
   }
 
-  auto impl = std::make_unique<Impl>(io, device_tls, devices, backend, metrics);
+  auto impl = std::make_unique<Impl>(io, limits, device_tls, devices, backend, metrics);
   impl->ca_pem = material.ca_pem;
   impl->cert_pem = material.server_cert_pem;
   impl->key_pem = material.server_key_pem;
@@ -448,9 +615,14 @@ result<std::unique_ptr<CoapsListener>> CoapsListener::create(
   }
   coap_set_app_data(impl->context, impl.get());
   coap_register_event_handler(impl->context, &Impl::on_event);
-  coap_context_set_max_idle_sessions(impl->context, 1000);
+  // Idle sessions beyond the total are dropped oldest first; half-open handshakes are capped
+  // at 100 and reaped after 30 s by libcoap.
+  coap_context_set_max_idle_sessions(
+      impl->context, static_cast<unsigned>(std::min<std::size_t>(
+                         limits.max_sessions, std::numeric_limits<unsigned>::max())));
   coap_context_set_max_handshake_sessions(impl->context, 100);
-  coap_context_set_session_timeout(impl->context, 120);
+  coap_context_set_session_timeout(
+      impl->context, static_cast<unsigned>(std::max<std::int64_t>(1, limits.idle_timeout.count())));
 
   coap_dtls_pki_t pki{};
   pki.version = COAP_DTLS_PKI_SETUP_VERSION;
@@ -472,6 +644,13 @@ result<std::unique_ptr<CoapsListener>> CoapsListener::create(
   buf.private_key_len = impl->key_pem.size() + 1;
   if (coap_context_set_pki(impl->context, &pki) != 1) {
     return Error(core::error::invalid_argument, "coaps: the server certificate or key is refused");
+  }
+  coap_dtls_spsk_t psk{};
+  psk.version = COAP_DTLS_SPSK_SETUP_VERSION;
+  psk.validate_id_call_back = &Impl::psk_for;
+  psk.id_call_back_arg = impl.get();
+  if (coap_context_set_psk2(impl->context, &psk) != 1) {
+    return Error(core::error::invalid_argument, "coaps: PSK mode cannot be set up");
   }
   impl->endpoint = coap_new_endpoint(impl->context, &address, COAP_PROTO_DTLS);
   if (impl->endpoint == nullptr) {

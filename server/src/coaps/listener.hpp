@@ -9,6 +9,8 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -22,13 +24,21 @@ class DeviceTls;
 class Metrics;
 struct TlsMaterial;
 
+struct CoapsLimits {
+  std::size_t max_sessions = 10'000;           // established DTLS sessions, in total
+  std::size_t max_sessions_per_address = 256;  // established sessions from one IP address
+  std::chrono::seconds idle_timeout{120};      // an idle session is dropped after this
+};
+
 class CoapsListener {
  public:
   /// Binds `listen` (ADDR:PORT, port 0 picks one). Devices authenticate with certificates from
-  /// the device CA, checked against the same CRL as HTTPS (DeviceTls's current store).
+  /// the device CA, checked against the same CRL as HTTPS (DeviceTls's current store), or with
+  /// a pre-shared key provisioned in the catalog, looked up per handshake.
   [[nodiscard]] static result<std::unique_ptr<CoapsListener>> create(
       boost::asio::io_context& io, std::string_view listen, const TlsMaterial& material,
-      DeviceTls& device_tls, DeviceService& devices, Backend& backend, Metrics& metrics);
+      CoapsLimits limits, DeviceTls& device_tls, DeviceService& devices, Backend& backend,
+      Metrics& metrics);
   ~CoapsListener();
 
   [[nodiscard]] std::uint16_t port() const;

@@ -465,10 +465,10 @@ std::string admin_route_pattern(const std::vector<std::string>& seg) {
     out += "/{id}";
   }
   if (seg.size() == 5) {
-    if (seg[4] != "events") {
+    if (seg[4] != "events" && seg[4] != "psk") {
       return "unknown";
     }
-    out += "/events";
+    out += "/" + seg[4];
   }
   return out;
 }

@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "service/admin_service.hpp"
 
+#include "fwdepot/core/encoding.hpp"
 #include "fwdepot/core/ids.hpp"
 #include "fwdepot/core/json.hpp"
 #include "fwdepot/core/manifest.hpp"
 #include "fwdepot/core/verifier.hpp"
 #include "fwdepot/storage/image_store.hpp"
+
+#include <openssl/crypto.h>
 
 #include <boost/json.hpp>
 
@@ -17,6 +20,9 @@ namespace {
 namespace json = boost::json;
 
 constexpr std::size_t kMaxJsonBodyBytes = 64 * 1024;
+// DTLS PSKs: 128 bits at least; 64 bytes is libcoap's limit.
+constexpr std::size_t kMinPskBytes = 16;
+constexpr std::size_t kMaxPskBytes = 64;
 
 json::array to_array(const std::vector<std::string>& items) {
   json::array a;
@@ -109,6 +115,29 @@ std::vector<std::string_view> split_path(std::string_view path) {
     path = slash == std::string_view::npos ? std::string_view() : path.substr(slash);
   }
   return out;
+}
+
+// A JSON object request body with no fields but `allowed`; otherwise nullopt, and `refusal`
+// is the answer to give.
+std::optional<json::object> parse_body_object(std::string_view body, std::size_t max_depth,
+                                              std::initializer_list<std::string_view> allowed,
+                                              ApiResponse& refusal) {
+  auto parsed = parse_json_strict(body, {.max_bytes = kMaxJsonBodyBytes, .max_depth = max_depth});
+  if (!parsed) {
+    refusal = api_error(parsed.error());
+    return std::nullopt;
+  }
+  if (!parsed->is_object()) {
+    refusal = api_error(400, "bad_request", "body must be a JSON object");
+    return std::nullopt;
+  }
+  if (auto r =
+          json_field::reject_unknown(parsed->get_object(), allowed, core::error::invalid_argument);
+      !r) {
+    refusal = api_error(400, "bad_request", r.error().detail);
+    return std::nullopt;
+  }
+  return std::move(parsed->get_object());
 }
 
 ApiResponse method_not_allowed() {
@@ -340,6 +369,11 @@ ApiResponse AdminService::handle(std::string_view method, std::string_view path,
     if (seg.size() == 3 && seg[2] == "events") {
       return get ? device_events(seg[1], query) : method_not_allowed();
     }
+    if (seg.size() == 3 && seg[2] == "psk") {
+      return method == "PUT" ? put_psk(seg[1], body, now)
+             : del           ? delete_psk(seg[1])
+                             : method_not_allowed();
+    }
     return api_error(404, "not_found", "no such resource");
   }
   if (seg[0] == "deployments") {
@@ -540,21 +574,60 @@ ApiResponse AdminService::device_events(std::string_view id,
   return ok_json(200, json::object{{"events", std::move(out)}});
 }
 
-ApiResponse AdminService::create_deployment(std::string_view body, std::int64_t now) {
-  auto parsed = parse_json_strict(body, {.max_bytes = kMaxJsonBodyBytes, .max_depth = 3});
+ApiResponse AdminService::put_psk(std::string_view device_id, std::string_view body,
+                                  std::int64_t now) {
+  ApiResponse refusal;
+  auto parsed = parse_body_object(body, 2, {"identity", "key"}, refusal);
   if (!parsed) {
-    return api_error(parsed.error());
+    return refusal;
   }
-  if (!parsed->is_object()) {
-    return api_error(400, "bad_request", "body must be a JSON object");
-  }
-  const json::object& o = parsed->get_object();
+  const json::object& o = *parsed;
   const auto kind = core::error::invalid_argument;
-  if (auto r =
-          json_field::reject_unknown(o, {"image_id", "devices", "models", "allow_downgrade"}, kind);
-      !r) {
-    return api_error(400, "bad_request", r.error().detail);
+  auto named = json_field::get_optional_string(o, "identity", kind);
+  auto key_hex = json_field::get_string(o, "key", kind);
+  if (!named) {
+    return api_error(400, "bad_request", named.error().detail);
   }
+  if (!key_hex) {
+    return api_error(400, "bad_request", key_hex.error().detail);
+  }
+  const std::string_view identity = named->value_or(device_id);
+  if (auto ok = validate_identifier(identity, "PSK identity"); !ok) {
+    return api_error(400, "bad_request", ok.error().detail);
+  }
+  // The key is never echoed, not even in an error.
+  auto key = hex_decode(*key_hex);
+  if (!key || key->size() < kMinPskBytes || key->size() > kMaxPskBytes) {
+    return api_error(400, "bad_request", "field 'key': 16 to 64 bytes, hex encoded");
+  }
+  storage::PskCredential psk{std::string(device_id), std::string(identity), std::move(*key)};
+  auto stored = backend_.with_catalog([&](storage::Catalog& c) { return c.put_psk(psk, now); });
+  OPENSSL_cleanse(psk.key.data(), psk.key.size());
+  if (!stored) {
+    return api_error(stored.error());
+  }
+  return ok_json(
+      200,
+      json::object{{"device_id", psk.device_id}, {"identity", psk.identity}, {"updated_at", now}});
+}
+
+ApiResponse AdminService::delete_psk(std::string_view device_id) {
+  auto r = backend_.with_catalog([&](storage::Catalog& c) { return c.delete_psk(device_id); });
+  if (!r) {
+    return api_error(r.error());
+  }
+  return {204, ""};
+}
+
+ApiResponse AdminService::create_deployment(std::string_view body, std::int64_t now) {
+  ApiResponse refusal;
+  auto parsed =
+      parse_body_object(body, 3, {"image_id", "devices", "models", "allow_downgrade"}, refusal);
+  if (!parsed) {
+    return refusal;
+  }
+  const json::object& o = *parsed;
+  const auto kind = core::error::invalid_argument;
   auto image_id = json_field::get_uint64(o, "image_id", kind);
   if (!image_id || *image_id == 0) {
     return api_error(400, "bad_request", "field 'image_id': must be a positive integer");

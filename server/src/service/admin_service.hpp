@@ -61,6 +61,8 @@ class AdminService {
   ApiResponse list_devices(const std::map<std::string, std::string>& query);
   ApiResponse get_device(std::string_view id);
   ApiResponse device_events(std::string_view id, const std::map<std::string, std::string>& q);
+  ApiResponse put_psk(std::string_view device_id, std::string_view body, std::int64_t now);
+  ApiResponse delete_psk(std::string_view device_id);
   ApiResponse create_deployment(std::string_view body, std::int64_t now);
   ApiResponse list_deployments();
   ApiResponse cancel_deployment(std::int64_t id, std::int64_t now);

@@ -66,6 +66,9 @@ std::string Metrics::render() const {
   out += "# HELP fwdepot_open_connections Connections open now, both listeners.\n";
   out += "# TYPE fwdepot_open_connections gauge\n";
   out += "fwdepot_open_connections " + std::to_string(open_connections_.load()) + "\n";
+  out += "# HELP fwdepot_coaps_sessions Authenticated CoAPS (DTLS) sessions now.\n";
+  out += "# TYPE fwdepot_coaps_sessions gauge\n";
+  out += "fwdepot_coaps_sessions " + std::to_string(coaps_sessions_.load()) + "\n";
   out += "# HELP fwdepot_checkins_total Accepted device check-ins.\n";
   out += "# TYPE fwdepot_checkins_total counter\n";
   out += "fwdepot_checkins_total " + std::to_string(checkins_.load()) + "\n";

@@ -24,6 +24,8 @@ class Metrics {
   void connection_opened() { ++open_connections_; }
   void connection_closed() { --open_connections_; }
   void checkin() { ++checkins_; }
+  /// Authenticated CoAPS (DTLS) sessions now.
+  void coaps_sessions(std::int64_t n) { coaps_sessions_ = n; }
   void update_outcome(std::string_view result);
 
   [[nodiscard]] std::string render() const;
@@ -38,6 +40,7 @@ class Metrics {
   std::atomic<std::uint64_t> ranged_downloads_{0};
   std::atomic<std::int64_t> open_connections_{0};
   std::atomic<std::uint64_t> checkins_{0};
+  std::atomic<std::int64_t> coaps_sessions_{0};
 };
 
 }  // namespace fwdepot::server

@@ -33,11 +33,14 @@ struct ServerOptions {
   std::uint64_t max_image_bytes = std::uint64_t{1} << 30;
 
   std::chrono::milliseconds handshake_timeout{10'000};
-  std::chrono::milliseconds header_timeout{10'000};  // whole request head: slow-loris bound
-  std::chrono::milliseconds body_timeout{30'000};    // between body reads and writes
-  std::chrono::milliseconds idle_timeout{60'000};    // keep-alive wait for the next request
-  std::chrono::milliseconds shutdown_grace{10'000};  // in-flight work allowed after SIGTERM
-  std::size_t max_connections = 10'000;              // per listener; more are closed at once
+  std::chrono::milliseconds header_timeout{10'000};       // whole request head: slow-loris bound
+  std::chrono::milliseconds body_timeout{30'000};         // between body reads and writes
+  std::chrono::milliseconds idle_timeout{60'000};         // keep-alive wait for the next request
+  std::chrono::milliseconds shutdown_grace{10'000};       // in-flight work allowed after SIGTERM
+  std::size_t max_connections = 10'000;                   // per listener; more are closed at once
+  std::size_t coaps_max_sessions = 10'000;                // authenticated DTLS sessions in total
+  std::size_t coaps_max_sessions_per_address = 256;       // ... from one IP address
+  std::chrono::milliseconds coaps_idle_timeout{120'000};  // an idle DTLS session is dropped
 };
 
 /// Everything Server::create checks before it opens storage and binds: the listen addresses,
