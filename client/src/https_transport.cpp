@@ -379,6 +379,9 @@ result<std::unique_ptr<Transport>> make_transport(std::string_view scheme,
   if (scheme == "https") {
     return std::unique_ptr<Transport>(std::make_unique<HttpsTransport>(std::move(options)));
   }
+  if (scheme == "coaps") {
+    return make_coaps_transport(std::move(options));
+  }
   return Error(error::unsupported_protocol, "no transport for '" + std::string(scheme) + "'");
 }
 

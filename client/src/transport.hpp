@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // How the update driver talks to a server, whatever the protocol: a check-in exchange and a
-// resumable payload download. HTTPS now; CoAPS implements the same interface.
+// resumable payload download, over HTTPS or CoAPS.
 #pragma once
 
 #include "fwdepot/client/security.hpp"
@@ -35,6 +35,9 @@ struct TransportOptions {
   SecurityConfigProvider security;  // for every URI the transport connects to
   std::chrono::milliseconds connect_timeout{10'000};
   std::chrono::milliseconds io_timeout{30'000};
+  std::size_t coap_block_size = 1024;                // CoAPS Block2 size asked for: 16 to 1024
+  std::chrono::milliseconds coap_ack_timeout{2000};  // CoAPS retransmission timer (RFC 7252);
+                                                     // libcoap 4.3.1 ignores less than 1 s
 };
 
 class Transport {
@@ -49,12 +52,18 @@ class Transport {
   /// before the last byte), and whatever the sink returns.
   [[nodiscard]] virtual result<void> download(const DownloadRequest& request,
                                               DownloadSink& sink) = 0;
-  /// Whether the last connection resumed an earlier TLS session (an abbreviated handshake).
+  /// Whether the last exchange went without a full handshake: HTTPS resumed an earlier TLS
+  /// session, CoAPS reused the DTLS session still open to the server.
   [[nodiscard]] virtual bool last_session_resumed() const = 0;
 };
 
-/// Errors: error::unsupported_protocol for a scheme other than https.
+/// Errors: error::unsupported_protocol for a scheme other than https and coaps.
 [[nodiscard]] result<std::unique_ptr<Transport>> make_transport(std::string_view scheme,
                                                                 TransportOptions options);
+
+/// The CoAPS transport (coaps_transport.cpp). libcoap 4.3.1 is not thread-safe: exchanges of
+/// all CoAPS transports in a process are serialized, and nothing else in the process may use
+/// libcoap at the same time.
+[[nodiscard]] std::unique_ptr<Transport> make_coaps_transport(TransportOptions options);
 
 }  // namespace fwdepot::client

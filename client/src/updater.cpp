@@ -25,10 +25,16 @@ constexpr std::size_t kChunkBytes = 64 * 1024;
 struct Offer {
   PackageInfo info;
   std::string url;
+  std::string transfer_etag;  // the validator the transport sees for this payload
   bool server_allows_downgrade = false;
 };
 
 std::string etag_of(const Sha256Digest& d) { return "\"" + hex_encode(d) + "\""; }
+
+// Over CoAPS the ETag is the digest's first 8 bytes (CoAP allows no more).
+std::string coap_etag_of(const Sha256Digest& d) {
+  return "\"" + hex_encode(std::span<const std::uint8_t>(d.data(), 8)) + "\"";
+}
 
 }  // namespace
 
@@ -36,6 +42,7 @@ struct Updater::Impl {
   UpdaterOptions options;
   UpdateHandler& handler;
   std::unique_ptr<Transport> transport;
+  std::string scheme;  // of the server URI: the transport, and which offer URL to use
   std::string checkin_url;
   PersistentState state;
   std::mt19937_64 rng{std::random_device{}()};
@@ -134,9 +141,9 @@ struct Updater::Impl {
         !sha->is_string() || !urls || !urls->is_object()) {
       return Error(error::server_error, "offer lacks manifest, image_id, size, sha256 or urls");
     }
-    const json::value* https = urls->as_object().if_contains("https");
-    if (!https || !https->is_string()) {
-      return Error(error::unsupported_protocol, "the offer has no https URL");
+    const json::value* url = urls->as_object().if_contains(scheme);
+    if (!url || !url->is_string()) {
+      return Error(error::unsupported_protocol, "the offer has no " + scheme + " URL");
     }
     // The signatures are checked against the device's own keys, whatever the server says.
     auto verified =
@@ -161,7 +168,8 @@ struct Updater::Impl {
     o.info.size = m.size_bytes;
     o.info.sha256 = m.sha256;
     o.info.etag = etag_of(m.sha256);
-    o.url = std::string(https->as_string());
+    o.url = std::string(url->as_string());
+    o.transfer_etag = scheme == "coaps" ? coap_etag_of(m.sha256) : o.info.etag;
     if (const json::value* d = u.if_contains("allow_downgrade"); d && d->is_bool()) {
       o.server_allows_downgrade = d->as_bool();
     }
@@ -176,7 +184,7 @@ struct Updater::Impl {
         : impl_(impl), offer_(offer), verifier_(verifier), written_(written) {}
 
     result<void> begin(std::uint64_t offset, std::uint64_t total, std::string_view etag) override {
-      if (etag != offer_.info.etag || total != offer_.info.size) {
+      if (etag != offer_.transfer_etag || total != offer_.info.size) {
         return Error(error::image_changed, "the server sends another payload than the offer");
       }
       if (offset == 0 && written_ > 0) {
@@ -276,7 +284,8 @@ struct Updater::Impl {
     unsigned failures = 0;
     while (true) {
       const std::uint64_t before = written;
-      auto r = transport->download({offer.url, written, written > 0 ? offer.info.etag : ""}, sink);
+      auto r =
+          transport->download({offer.url, written, written > 0 ? offer.transfer_etag : ""}, sink);
       if (r) {
         return written;
       }
@@ -415,15 +424,26 @@ result<std::unique_ptr<Updater>> Updater::create(UpdaterOptions options, UpdateH
     base.pop_back();
   }
   auto impl = std::make_unique<Impl>(std::move(options), handler);
-  impl->checkin_url = base + "/api/v1/device/checkin";
+  impl->scheme = scheme;
+  impl->checkin_url = base + (scheme == "coaps" ? "/checkin" : "/api/v1/device/checkin");
   if (!impl->options.get_security_config) {
     impl->options.get_security_config = [config = impl->options.security](std::string_view) {
       return result<SecurityConfig>(config);
     };
   }
+  if (impl->options.coaps_block_size < 16 || impl->options.coaps_block_size > 1024 ||
+      (impl->options.coaps_block_size & (impl->options.coaps_block_size - 1)) != 0) {
+    return Error(error::invalid_argument, "the CoAPS block size is a power of two, 16 to 1024");
+  }
+  if (impl->options.coaps_ack_timeout < std::chrono::seconds(1) ||
+      impl->options.coaps_ack_timeout > std::chrono::seconds(60)) {
+    return Error(error::invalid_argument, "the CoAPS ACK timeout is 1 to 60 s");
+  }
   auto transport = make_transport(scheme, {.security = impl->options.get_security_config,
                                            .connect_timeout = impl->options.connect_timeout,
-                                           .io_timeout = impl->options.io_timeout});
+                                           .io_timeout = impl->options.io_timeout,
+                                           .coap_block_size = impl->options.coaps_block_size,
+                                           .coap_ack_timeout = impl->options.coaps_ack_timeout});
   if (!transport) {
     return transport.error();
   }

@@ -6,39 +6,8 @@
 # restores nothing.
 set -euo pipefail
 fwdepot=$1
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-cd "$work"
-fail() {
-  echo "FAIL: $*" >&2
-  for log in *.log; do [ -f "$log" ] && tail -5 "$log" >&2; done
-  exit 1
-}
-
-# start_server DIR LOG: starts `fwdepot serve` on free ports; sets server_pid, admin and device
-# from the server's `listening` line, read as it is written (bounded, no polling).
-start_server() {
-  : >"$2"  # exists before tail looks at it
-  "$fwdepot" serve --data "$1" --device-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
-    --coaps-listen 127.0.0.1:0 \
-    --threads 2 >"$2" 2>&1 &
-  server_pid=$!
-  pids+=("$server_pid")
-  local line
-  # tail ends on SIGPIPE once grep has its line: only grep's verdict counts.
-  line=$(timeout 30 tail -n +1 -f --pid="$server_pid" "$2" | grep -m1 ' listening ' || true)
-  [ -n "$line" ] || fail "the server did not start: $(cat "$2")"
-  admin=$(sed -n 's/.* admin=\([^ ]*\) .*/\1/p' <<<"$line")
-  device=$(sed -n 's/.* device=\([^ ]*\) .*/\1/p' <<<"$line")
-}
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
 "$fwdepot" init --data data >/dev/null 2>&1
 "$fwdepot" certs issue-device --data data --id dev-1 --model m1 --out dev-1 >/dev/null

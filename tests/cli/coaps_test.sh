@@ -13,22 +13,8 @@
 # server's log, never from its exit code.
 set -euo pipefail
 fwdepot=$1
-work=$(mktemp -d)
-server_pid=""
-cleanup() {
-  if [ -n "$server_pid" ]; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-cd "$work"
-fail() {
-  echo "FAIL: $*" >&2
-  tail -20 server.log >&2 || true
-  exit 1
-}
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
 "$fwdepot" init --data d >/dev/null 2>&1
 "$fwdepot" certs issue-device --data d --id dev-c --model m1 --out dev >/dev/null
@@ -40,16 +26,8 @@ head -c $((300 * 1024 + 17)) /dev/urandom >fw.bin
 "$fwdepot" sign --key d/keys/signing.key --name fw --version 1.1.0 --model m1 --out fw.dsse \
   fw.bin >/dev/null
 
-: >server.log
-"$fwdepot" serve --data d --device-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
-  --coaps-listen 127.0.0.1:0 --coaps-max-sessions-per-address 1 --threads 2 >server.log 2>&1 &
-server_pid=$!
-line=$(timeout 30 tail -n +1 -f --pid="$server_pid" server.log | grep -m1 ' listening ' || true)
-[ -n "$line" ] || fail "the server did not start"
-admin=$(sed -n 's/.* admin=\([^ ]*\) .*/\1/p' <<<"$line")
-device=$(sed -n 's/.* device=\([^ ]*\) .*/\1/p' <<<"$line")
-coaps=$(sed -n 's/.* coaps=\([^ ]*\) .*/\1/p' <<<"$line")
-[[ $coaps == 127.0.0.1:* ]] || fail "no CoAPS address in: $line"
+start_server d server.log --coaps-max-sessions-per-address 1
+[[ $coaps == 127.0.0.1:* ]] || fail "no CoAPS address: $coaps"
 curl -sS --max-time 30 --cacert d/pki/ca.pem -H "Authorization: Bearer $token" \
   -F manifest=@fw.dsse -F image=@fw.bin "https://$admin/api/v1/images" | grep -q '"id":1,' ||
   fail "upload"
@@ -166,6 +144,7 @@ seen=$(wc -l <server.log)
 timeout 120 coap-client-openssl -B 60 -c dev.pem -j dev.key -C d/pki/ca.pem -b 16 -o held.bin \
   "coaps://$coaps/fw/1" >held.err 2>&1 &
 held_pid=$!
+pids+=("$held_pid")
 started=$(timeout 30 tail -n +$((seen + 1)) -f --pid="$server_pid" server.log |
   grep -m1 'who=dev-c method=GET route=/fw/{id} status=205 block=0 ' || true)
 [ -n "$started" ] || fail "the held download did not start"

@@ -89,18 +89,22 @@ std::optional<certs::DeviceIdentity> certificate_identity(coap_session_t* sessio
   return device_identity(openssl::X509Ptr(SSL_get1_peer_certificate(ssl)));
 }
 
-std::string remote_ip(coap_session_t* session) {
-  const coap_address_t* remote = coap_session_get_addr_remote(session);
-  char host[INET6_ADDRSTRLEN] = "";
-  if (remote == nullptr) {
+// An address's IP as text, without brackets or port; empty without one.
+std::string ip_text(const coap_address_t* a) {
+  char text[INET6_ADDRSTRLEN] = "";
+  if (a == nullptr) {
     return {};
   }
-  if (remote->addr.sa.sa_family == AF_INET6) {
-    inet_ntop(AF_INET6, &remote->addr.sin6.sin6_addr, host, sizeof host);
+  if (a->addr.sa.sa_family == AF_INET6) {
+    inet_ntop(AF_INET6, &a->addr.sin6.sin6_addr, text, sizeof text);
   } else {
-    inet_ntop(AF_INET, &remote->addr.sin.sin_addr, host, sizeof host);
+    inet_ntop(AF_INET, &a->addr.sin.sin_addr, text, sizeof text);
   }
-  return host;
+  return text;
+}
+
+std::string remote_ip(coap_session_t* session) {
+  return ip_text(coap_session_get_addr_remote(session));
 }
 
 coap_pdu_code_t coap_code(int http_status) {
@@ -136,7 +140,7 @@ int status_of(coap_pdu_code_t code) {
 
 // Answers with the block of a `total`-byte body that the request's Block2 option asks for
 // (block 0 of 1024 bytes without one), reading only that block through `read`. Options go in
-// CoAP order: ETag, Content-Format, Block2, Size2 (on block 0).
+// CoAP order: ETag, Content-Format, Block2, Size2.
 template <class Read>
 int answer_block(const coap_pdu_t* request, coap_pdu_t* response, std::uint64_t total,
                  std::span<const std::uint8_t> etag, unsigned content_format, Read&& read) {
@@ -158,7 +162,10 @@ int answer_block(const coap_pdu_t* request, coap_pdu_t* response, std::uint64_t 
   coap_add_option(response, COAP_OPTION_CONTENT_FORMAT,
                   coap_encode_var_safe(buf, sizeof buf, content_format), buf);
   if (asked || total > size) {
-    if (block.num == 0) {
+    // Size2 on block 0, and on any block of a request that carries Size2 (RFC 7959 4: a
+    // device resuming mid-payload asks for it that way).
+    coap_opt_iterator_t it;
+    if (block.num == 0 || coap_check_option(request, COAP_OPTION_SIZE2, &it) != nullptr) {
       coap_add_option(response, COAP_OPTION_SIZE2, coap_encode_var_safe8(buf, sizeof buf, total),
                       buf);
     }
@@ -329,14 +336,14 @@ struct CoapsListener::Impl {
       if (coap_get_data(request, &len, &data) == 0) {
         len = 0;
       }
-      ApiResponse r =
-          who == nullptr ? api_error(401, "unauthorized", "no device identity")
-          : len > kMaxCheckinBody
-              ? api_error(413, "too_large", "check-in body over 4 KiB")
-              : self.devices.checkin(
-                    *who, std::string_view(reinterpret_cast<const char*>(data), len),
-                    origin(session, "https", self.https_port), origin(session, "coaps", self.port),
-                    static_cast<std::int64_t>(std::time(nullptr)));
+      ApiResponse r = who == nullptr ? api_error(401, "unauthorized", "no device identity")
+                      : len > kMaxCheckinBody
+                          ? api_error(413, "too_large", "check-in body over 4 KiB")
+                          : self.devices.checkin(
+                                *who, std::string_view(reinterpret_cast<const char*>(data), len),
+                                origin(session, request, "https", self.https_port, false),
+                                origin(session, request, "coaps", self.port, true),
+                                static_cast<std::int64_t>(std::time(nullptr)));
       peer.code = r.status;
       peer.answer = std::move(r.body);
     } else if (peer.answer.empty()) {
@@ -519,18 +526,49 @@ struct CoapsListener::Impl {
     return 0;
   }
 
-  // "SCHEME://ADDR:PORT" for the address this session reached us on.
-  static std::string origin(coap_session_t* session, const char* scheme, std::uint16_t port) {
-    const coap_address_t* local = coap_session_get_addr_local(session);
-    char host[INET6_ADDRSTRLEN] = "";
-    if (local == nullptr || port == 0) {
+  // "SCHEME://HOST:PORT" as the device addressed us. CoAP's Host header is the Uri-Host and
+  // Uri-Port options: a device behind a relay or a port mapping sends the address it used. Without
+  // them: the local address the session arrived on. Over CoAPS the port is the one the device
+  // used (`coaps_port` is ours otherwise); an https URL always carries our HTTPS port.
+  static std::string origin(coap_session_t* session, const coap_pdu_t* request, const char* scheme,
+                            std::uint16_t port, bool use_uri_port) {
+    if (port == 0) {
       return {};
     }
-    if (local->addr.sa.sa_family == AF_INET6) {
-      inet_ntop(AF_INET6, &local->addr.sin6.sin6_addr, host, sizeof host);
-      return std::string(scheme) + "://[" + host + "]:" + std::to_string(port);
+    std::string host;
+    coap_opt_iterator_t it;
+    if (const coap_opt_t* o = coap_check_option(request, COAP_OPTION_URI_HOST, &it)) {
+      host.assign(reinterpret_cast<const char*>(coap_opt_value(o)), coap_opt_length(o));
+      const bool name = !host.empty() && host.size() <= 253 &&
+                        host.find_first_not_of(
+                            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                            "0123456789.-") == std::string::npos;
+      in6_addr v6{};
+      if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
+        host = "[" + host + "]";
+      } else if (!name) {
+        host.clear();  // not a host name or address: ignored
+      }
     }
-    inet_ntop(AF_INET, &local->addr.sin.sin_addr, host, sizeof host);
+    if (host.empty()) {
+      const coap_address_t* local = coap_session_get_addr_local(session);
+      host = ip_text(local);
+      if (host.empty()) {
+        return {};
+      }
+      if (local->addr.sa.sa_family == AF_INET6) {
+        host = "[" + host + "]";
+      }
+    }
+    if (use_uri_port) {
+      if (const coap_opt_t* o = coap_check_option(request, COAP_OPTION_URI_PORT, &it);
+          o != nullptr && coap_opt_length(o) <= 2) {
+        const unsigned p = coap_decode_var_bytes(coap_opt_value(o), coap_opt_length(o));
+        if (p > 0) {
+          port = static_cast<std::uint16_t>(p);
+        }
+      }
+    }
     return std::string(scheme) + "://" + host + ":" + std::to_string(port);
   }
 

@@ -29,7 +29,9 @@ struct RetryPolicy {
 };
 
 struct UpdaterOptions {
-  /// "https://host:port" of the device listener; check-ins go to /api/v1/device/checkin.
+  /// "https://host:port" of the device listener (check-ins go to /api/v1/device/checkin, and
+  /// payloads come from the offer's https URL), or "coaps://host:port" of the CoAPS listener
+  /// (check-ins go to /checkin, payloads come block-wise from the offer's coaps URL).
   std::string server_uri;
   std::string model;
   /// Release keys this device trusts, and how many distinct ones must have signed.
@@ -47,6 +49,8 @@ struct UpdaterOptions {
 
   std::chrono::milliseconds connect_timeout{10'000};  // resolve + TCP + TLS handshake
   std::chrono::milliseconds io_timeout{30'000};       // longest silence while reading or writing
+  std::size_t coaps_block_size = 1024;                // CoAPS Block2 size: 16, 32, ... 1024
+  std::chrono::milliseconds coaps_ack_timeout{2000};  // CoAPS first retransmission: 1 to 60 s
   RetryPolicy retry;
   /// Called as payload bytes are stored: (bytes so far, total).
   std::function<void(std::uint64_t, std::uint64_t)> on_progress;
@@ -65,7 +69,8 @@ struct CycleReport {
   std::optional<Version> offered;    // the offered version, if any
   std::optional<Error> error;        // for Outcome::failed
   std::uint64_t resumed_from = 0;    // payload bytes that were already stored at the start
-  bool tls_session_resumed = false;  // the download reused the check-in's TLS session
+  bool tls_session_resumed = false;  // the download needed no full handshake (a resumed TLS
+                                     // session, or the check-in's DTLS session still open)
 };
 
 class Updater {
