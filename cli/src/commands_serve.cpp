@@ -52,6 +52,7 @@ result<server::ServerOptions> server_options(const Config& c) {
   o.shutdown_grace = std::chrono::milliseconds(c.shutdown_grace_ms);
   o.coaps_max_sessions = static_cast<std::size_t>(c.coaps_max_sessions);
   o.coaps_max_sessions_per_address = static_cast<std::size_t>(c.coaps_max_sessions_per_address);
+  o.coaps_max_handshakes = static_cast<std::size_t>(c.coaps_max_handshakes);
   o.coaps_idle_timeout = std::chrono::milliseconds(c.coaps_idle_timeout_ms);
   return o;
 }

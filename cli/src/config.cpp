@@ -27,7 +27,7 @@ struct Spec {
 
 constexpr std::int64_t kMaxInt = std::int64_t{1} << 53;  // exact in TOML tools and JSON
 
-const std::array<Spec, 25> kSpecs = {{
+const std::array<Spec, 26> kSpecs = {{
     {{"server.device_listen", "device-listen", "ADDR:PORT for devices (port 0 picks one)"},
      &Config::device_listen,
      "0.0.0.0:8443"},
@@ -109,6 +109,12 @@ const std::array<Spec, 25> kSpecs = {{
       "authenticated CoAPS sessions from one IP address"},
      &Config::coaps_max_sessions_per_address,
      "256",
+     1,
+     1'000'000},
+    {{"limits.coaps_max_handshakes", "coaps-max-handshakes",
+      "half-open CoAPS (DTLS) handshakes, one per source address"},
+     &Config::coaps_max_handshakes,
+     "1000",
      1,
      1'000'000},
     {{"limits.coaps_idle_timeout_ms", "coaps-idle-timeout-ms", "an idle CoAPS session is dropped"},
@@ -350,6 +356,7 @@ idle_timeout_ms = 60000           # keep-alive wait for the next request
 shutdown_grace_ms = 10000         # SIGTERM lets in-flight requests finish this long
 coaps_max_sessions = 10000        # authenticated CoAPS (DTLS) sessions in total
 coaps_max_sessions_per_address = 256  # ... from one IP address (NAT: raise it)
+coaps_max_handshakes = 1000       # half-open DTLS handshakes (one per source address)
 coaps_idle_timeout_ms = 120000    # an idle CoAPS session is dropped after this
 )";
 }

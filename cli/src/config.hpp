@@ -49,6 +49,7 @@ struct Config {
   std::int64_t shutdown_grace_ms = 0;  // in-flight work allowed after SIGTERM
   std::int64_t coaps_max_sessions = 0;
   std::int64_t coaps_max_sessions_per_address = 0;
+  std::int64_t coaps_max_handshakes = 0;
   std::int64_t coaps_idle_timeout_ms = 0;
 
   std::map<std::string, std::string, std::less<>> sources;  // key → where its value came from

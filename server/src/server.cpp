@@ -264,7 +264,8 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options) {
   }
   if (!o.coaps_listen.empty()) {
     const CoapsLimits limits{o.coaps_max_sessions, o.coaps_max_sessions_per_address,
-                             std::chrono::ceil<std::chrono::seconds>(o.coaps_idle_timeout)};
+                             std::chrono::ceil<std::chrono::seconds>(o.coaps_idle_timeout),
+                             o.coaps_max_handshakes};
     auto coaps =
         CoapsListener::create(*impl->io, o.coaps_listen, material, limits, *impl->device_tls,
                               *impl->devices, *impl->backend, impl->metrics);

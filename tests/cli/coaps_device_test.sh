@@ -4,11 +4,14 @@
 # a pre-shared key; through a lossy UDP relay (drops, delays, reordering) with the exact bytes;
 # a download cut off mid-way (the relay stalls, the agent is killed) resumes from its last
 # durable block; a payload tampered with on the server's disk is refused; and 50 devices update
-# over CoAPS at once while an HTTPS download is running, all with the right bytes.
+# over CoAPS at once while an HTTPS download is running, all with the right bytes. Garbage
+# datagrams and a flood of half-open handshakes stall neither a device in mid-download nor a
+# new one.
 set -euo pipefail
 fwdepot=$1
 agent=$2
 relay=$3
+flood=$4
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -143,6 +146,35 @@ grep -q 'update failed (integrity_failure)' s-t.out || fail "tampered payload: $
 [ ! -e s-t/firmware.bin ] || fail "a tampered payload was installed"
 admin_api "https://$admin/api/v1/devices/dev-t" | grep -q '"last_result":"integrity_failure"' ||
   fail "the server was not told of the integrity failure"
+
+# A flood of garbage and half-open DTLS handshakes from 200 ports, 4,000 datagrams a second,
+# starts while dev-f is mid-download (16-byte blocks: thousands of exchanges); dev-f finishes,
+# and dev-g handshakes and updates during the flood.
+issue dev-f m1
+issue dev-g m1
+# shellcheck disable=SC2046
+timeout 120 "$agent" --trusted-key d/keys/signing.pub --initial-version 1.0.0 --once \
+  --state-dir s-f --server "coaps://$coaps" $(with_cert dev-f m1) --block-size 16 \
+  >s-f.out 2>&1 &
+talking_pid=$!
+pids+=("$talking_pid")
+progress=$(timeout 60 tail -n +1 -f --pid="$talking_pid" s-f.out | grep -m1 '^downloaded ' || true)
+[ -n "$progress" ] || fail "dev-f did not start downloading: $(cat s-f.out)"
+python3 "$flood" --target "${coaps##*:}" --rate 4000 --seconds 120 >flood.log 2>&1 &
+flood_pid=$!
+pids+=("$flood_pid")
+started=$(timeout 30 tail -n +1 -f --pid="$flood_pid" flood.log | grep -m1 '^started' || true)
+[ -n "$started" ] || fail "the flood did not start"
+kill -0 "$talking_pid" 2>/dev/null || fail "dev-f finished before the flood began; nothing was tested"
+# shellcheck disable=SC2046
+run_agent s-g --server "coaps://$coaps" $(with_cert dev-g m1) || true
+wait "$talking_pid" || true
+kill -0 "$flood_pid" 2>/dev/null || fail "the flood ended early: $(cat flood.log)"
+kill -TERM "$flood_pid"
+wait "$flood_pid" || true
+updated s-f || fail "dev-f during the flood: $(cat s-f.out)"
+updated s-g || fail "dev-g during the flood: $(cat s-g.out)"
+echo "flood: $(grep '^sent ' flood.log)"
 
 # 50 devices over CoAPS at once, while a rate-limited HTTPS download runs.
 head -c $((32 * 1024 * 1024)) /dev/urandom >big.bin

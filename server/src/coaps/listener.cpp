@@ -417,6 +417,12 @@ struct CoapsListener::Impl {
                                     });
     self.metrics.bytes_served(sent);
     self.log_request(session, who, request, "GET", "/fw/{id}", status, sent);
+    coap_block_t served{};
+    if (status != 205 || coap_get_block(response, COAP_OPTION_BLOCK2, &served) == 0 || !served.m) {
+      // The last block is out: close the blob, so that idle sessions hold no files open.
+      peer.reader.reset();
+      peer.image_id = 0;
+    }
   }
 
   // Whether `who` may have image `id`: asked of the catalog when a transfer starts (block 0),
@@ -653,12 +659,16 @@ result<std::unique_ptr<CoapsListener>> CoapsListener::create(
   }
   coap_set_app_data(impl->context, impl.get());
   coap_register_event_handler(impl->context, &Impl::on_event);
-  // Idle sessions beyond the total are dropped oldest first; half-open handshakes are capped
-  // at 100 and reaped after 30 s by libcoap.
+  // Idle sessions beyond the total are dropped oldest first. libcoap keeps a little state for
+  // every address that sent a ClientHello until its handshake completes or is 30 s old, and
+  // ignores new ClientHellos while more than `max_handshakes` are pending: a flood from many
+  // addresses must not fill that table (established sessions are never affected).
   coap_context_set_max_idle_sessions(
       impl->context, static_cast<unsigned>(std::min<std::size_t>(
                          limits.max_sessions, std::numeric_limits<unsigned>::max())));
-  coap_context_set_max_handshake_sessions(impl->context, 100);
+  coap_context_set_max_handshake_sessions(
+      impl->context, static_cast<unsigned>(std::min<std::size_t>(
+                         limits.max_handshakes, std::numeric_limits<unsigned>::max())));
   coap_context_set_session_timeout(
       impl->context, static_cast<unsigned>(std::max<std::int64_t>(1, limits.idle_timeout.count())));
 

@@ -28,6 +28,7 @@ struct CoapsLimits {
   std::size_t max_sessions = 10'000;           // established DTLS sessions, in total
   std::size_t max_sessions_per_address = 256;  // established sessions from one IP address
   std::chrono::seconds idle_timeout{120};      // an idle session is dropped after this
+  std::size_t max_handshakes = 1000;           // half-open handshakes (source addresses)
 };
 
 class CoapsListener {

@@ -41,6 +41,7 @@ struct ServerOptions {
   std::size_t coaps_max_sessions = 10'000;                // authenticated DTLS sessions in total
   std::size_t coaps_max_sessions_per_address = 256;       // ... from one IP address
   std::chrono::milliseconds coaps_idle_timeout{120'000};  // an idle DTLS session is dropped
+  std::size_t coaps_max_handshakes = 1000;                // half-open DTLS handshakes
 };
 
 /// Everything Server::create checks before it opens storage and binds: the listen addresses,
