@@ -76,6 +76,7 @@ admin_api "https://$admin/api/v1/devices/dev-p" | grep -q '"version":"1.1.0"' ||
 start_relay() {
   local name=$1
   shift
+  : >"$name.log"  # exists before tail looks at it
   python3 "$relay" --target "${coaps##*:}" --lifetime 240 "$@" >"$name.log" 2>&1 &
   pids+=("$!")
   eval "${name}_pid=$!"
@@ -148,18 +149,23 @@ admin_api "https://$admin/api/v1/devices/dev-t" | grep -q '"last_result":"integr
   fail "the server was not told of the integrity failure"
 
 # A flood of garbage and half-open DTLS handshakes from 200 ports, 4,000 datagrams a second,
-# starts while dev-f is mid-download (16-byte blocks: thousands of exchanges); dev-f finishes,
-# and dev-g handshakes and updates during the flood.
-issue dev-f m1
+# starts while dev-f is mid-download (1 MiB in 32-byte blocks: 32,768 exchanges, seconds of
+# work); dev-f finishes, and dev-g handshakes and updates during the flood.
+head -c $((1024 * 1024)) /dev/urandom >m4.bin
+id_m4=$(publish m4.bin fw-m4 1.1.0 m4)
+admin_api -d "{\"image_id\":$id_m4,\"models\":[\"m4\"]}" "https://$admin/api/v1/deployments" >/dev/null
+issue dev-f m4
 issue dev-g m1
+: >s-f.out
 # shellcheck disable=SC2046
 timeout 120 "$agent" --trusted-key d/keys/signing.pub --initial-version 1.0.0 --once \
-  --state-dir s-f --server "coaps://$coaps" $(with_cert dev-f m1) --block-size 16 \
+  --state-dir s-f --server "coaps://$coaps" $(with_cert dev-f m4) --block-size 32 \
   >s-f.out 2>&1 &
 talking_pid=$!
 pids+=("$talking_pid")
 progress=$(timeout 60 tail -n +1 -f --pid="$talking_pid" s-f.out | grep -m1 '^downloaded ' || true)
 [ -n "$progress" ] || fail "dev-f did not start downloading: $(cat s-f.out)"
+: >flood.log
 python3 "$flood" --target "${coaps##*:}" --rate 4000 --seconds 120 >flood.log 2>&1 &
 flood_pid=$!
 pids+=("$flood_pid")
@@ -172,7 +178,8 @@ wait "$talking_pid" || true
 kill -0 "$flood_pid" 2>/dev/null || fail "the flood ended early: $(cat flood.log)"
 kill -TERM "$flood_pid"
 wait "$flood_pid" || true
-updated s-f || fail "dev-f during the flood: $(cat s-f.out)"
+grep -q '^updated to 1.1.0$' s-f.out && cmp -s s-f/firmware.bin m4.bin ||
+  fail "dev-f during the flood: $(cat s-f.out)"
 updated s-g || fail "dev-g during the flood: $(cat s-g.out)"
 echo "flood: $(grep '^sent ' flood.log)"
 
