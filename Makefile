@@ -6,7 +6,7 @@ DATA_DIR ?= var
 WERROR ?= OFF
 JOBS ?= $(shell nproc)
 
-.PHONY: deps configure build test test-asan test-tsan sanitized bench run clean
+.PHONY: deps configure build test test-asan test-tsan sanitized fuzz bench run clean
 
 deps:
 	@bash scripts/install-deps
@@ -30,9 +30,9 @@ test: build
 # cannot link a sanitized library).
 SANITIZER_SKIP = container.podman|client.install_and_example
 test-asan:
-	@$(MAKE) --no-print-directory sanitized BUILD_DIR=build-asan SANITIZE=address
+	@$(MAKE) --no-print-directory sanitized BUILD_DIR=build-asan SANITIZE=address WERROR=OFF
 test-tsan:
-	@$(MAKE) --no-print-directory sanitized BUILD_DIR=build-tsan SANITIZE=thread
+	@$(MAKE) --no-print-directory sanitized BUILD_DIR=build-tsan SANITIZE=thread WERROR=OFF
 sanitized: build
 	@rm -rf $(BUILD_DIR)/sanitizer && mkdir -p $(BUILD_DIR)/sanitizer
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:log_path=$(abspath $(BUILD_DIR))/sanitizer/asan \
@@ -41,6 +41,15 @@ sanitized: build
 	  ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS) --timeout 900 -E '$(SANITIZER_SKIP)'
 	@if [ -n "$$(ls -A $(BUILD_DIR)/sanitizer)" ]; then \
 	  echo "sanitizer reports:"; head -50 $(BUILD_DIR)/sanitizer/*; exit 1; fi
+
+# Every fuzz target with libFuzzer (clang, with AddressSanitizer and UndefinedBehaviorSanitizer)
+# for FUZZ_SECONDS each. `make test` replays the seeds and mutations of them without libFuzzer.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DFWDEPOT_FUZZ=ON >/dev/null
+	@cmake --build build-fuzz -j$(JOBS) --target fuzz_targets
+	@bash tests/fuzz/run build-fuzz $(FUZZ_SECONDS)
 
 bench: build
 	@$(BUILD_DIR)/bench/fwdepot-catalog-bench

@@ -5,6 +5,7 @@
 #include <boost/json/parse.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 namespace fwdepot {
@@ -55,18 +56,29 @@ class DuplicateKeyFinder {
   bool on_number_part(json::string_view, error_code&) { return true; }
   bool on_int64(std::int64_t, json::string_view, error_code&) { return true; }
   bool on_uint64(std::uint64_t, json::string_view, error_code&) { return true; }
-  bool on_double(double, json::string_view, error_code&) { return true; }
+  // A number too large for a double would come back as infinity, which JSON cannot express:
+  // serialized again it would not be JSON at all.
+  bool on_double(double d, json::string_view, error_code& ec) {
+    if (!std::isfinite(d)) {
+      out_of_range_ = true;
+      ec = make_error_code(core::error::malformed_json);
+      return false;
+    }
+    return true;
+  }
   bool on_bool(bool, error_code&) { return true; }
   bool on_null(error_code&) { return true; }
   bool on_comment_part(json::string_view, error_code&) { return true; }
   bool on_comment(json::string_view, error_code&) { return true; }
 
   const std::string& duplicate() const { return duplicate_; }
+  bool out_of_range() const { return out_of_range_; }
 
  private:
   std::vector<std::vector<std::string>> keys_;
   std::string key_;
   std::string duplicate_;
+  bool out_of_range_ = false;
 };
 
 Error field_error(core::error kind, std::string_view name, std::string_view why) {
@@ -92,6 +104,9 @@ result<json::value> parse_json_strict(std::string_view text, const JsonLimits& l
   if (!checker.handler().duplicate().empty()) {
     return Error(core::error::malformed_json,
                  "duplicate key '" + checker.handler().duplicate() + "'");
+  }
+  if (checker.handler().out_of_range()) {
+    return Error(core::error::malformed_json, "a number out of the range of a double");
   }
   if (ec) {
     return Error(core::error::malformed_json, ec.message());

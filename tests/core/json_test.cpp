@@ -34,6 +34,18 @@ TEST(ParseJsonStrict, RejectsTrailingGarbageCommentsAndBadUtf8) {
   EXPECT_EQ(parse_json_strict(R"({"a":)").error(), core::error::malformed_json);
 }
 
+// Found by fuzz_json: "1e33083" parsed as infinity, which serializes as `Infinity`, not JSON.
+TEST(ParseJsonStrict, RejectsNumbersBeyondTheRangeOfADouble) {
+  for (const char* text : {"1e33083", "-1e400", "[1E999]", "{\"a\":123456789e400}"}) {
+    auto v = parse_json_strict(text);
+    ASSERT_FALSE(v) << text;
+    EXPECT_EQ(v.error(), core::error::malformed_json) << text;
+  }
+  EXPECT_TRUE(parse_json_strict("1.7976931348623157e308"));
+  EXPECT_TRUE(parse_json_strict("4.9e-324"));
+  EXPECT_TRUE(parse_json_strict("1e-400"));  // underflows to 0: still a JSON number
+}
+
 TEST(ParseJsonStrict, EnforcesSizeAndDepth) {
   EXPECT_EQ(parse_json_strict(std::string(100, ' ') + "1", {.max_bytes = 50}).error(),
             core::error::document_too_large);

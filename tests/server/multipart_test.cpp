@@ -77,6 +77,22 @@ TEST(MultipartTest, ParsesPartsWhateverTheChunking) {
   EXPECT_EQ(*bytewise, expected);
 }
 
+// Found by fuzz_multipart: transport padding longer than the limit was refused when it came in
+// small chunks and accepted when it came at once.
+TEST(MultipartTest, PaddingAfterADelimiterHasOneLimitWhateverTheChunking) {
+  for (const std::size_t pad : {MultipartParser::kMaxPadding, MultipartParser::kMaxPadding + 1,
+                                MultipartParser::kMaxPadding + 8}) {
+    std::string body = part("a", "x");
+    body.insert(5, std::string(pad, '\t'));  // after the first "--XyZ"
+    body += "--XyZ--";
+    const bool allowed = pad <= MultipartParser::kMaxPadding;
+    for (std::size_t chunk = 1; chunk <= body.size(); ++chunk) {
+      auto r = parse(body, std::vector<std::size_t>(body.size() / chunk + 1, chunk));
+      EXPECT_EQ(static_cast<bool>(r), allowed) << "padding " << pad << ", chunks of " << chunk;
+    }
+  }
+}
+
 TEST(MultipartTest, TruncatedBodiesAreRefusedAtFinish) {
   const std::string body = part("manifest", "{}") + part("image", "0123456789") + "--XyZ--\r\n";
   for (std::size_t cut = 0; cut + 2 < body.size(); ++cut) {

@@ -146,15 +146,17 @@ result<void> MultipartParser::step() {
           state_ = State::epilogue;
           return {};
         }
-        // Transport padding (spaces and tabs) may follow a delimiter (RFC 2046).
+        // Transport padding (spaces and tabs, at most kMaxPadding) may follow a delimiter (RFC
+        // 2046). The same limit whatever the chunking: the padding's length is checked when its
+        // CRLF arrives, and before that only once the buffer cannot end in a padding and a CR.
         const auto crlf = buffer_.find("\r\n");
         if (crlf == std::string::npos) {
-          if (buffer_.size() > 64) {
+          if (buffer_.size() > kMaxPadding + 1) {
             return fail("garbage after a boundary");
           }
           return {};
         }
-        if (!trim(std::string_view(buffer_).substr(0, crlf)).empty()) {
+        if (crlf > kMaxPadding || !trim(std::string_view(buffer_).substr(0, crlf)).empty()) {
           return fail("garbage after a boundary");
         }
         buffer_.erase(0, crlf + 2);

@@ -29,6 +29,7 @@ class MultipartParser {
 
   static constexpr std::size_t kMaxHeaderBytes = 8 * 1024;  // per part
   static constexpr std::size_t kMaxParts = 16;
+  static constexpr std::size_t kMaxPadding = 64;  // spaces and tabs after a delimiter
 
   MultipartParser(std::string boundary, Handlers handlers);
 
