@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "coaps/listener.hpp"
 
+#include "coaps/messages.hpp"
+
 #include "fwdepot/certs/pki.hpp"
 #include "fwdepot/core/ids.hpp"
 #include "fwdepot/core/openssl.hpp"
@@ -39,7 +41,6 @@ namespace {
 
 namespace asio = boost::asio;
 
-constexpr unsigned kDefaultSzx = 6;  // 1024-byte blocks unless the device asks for less
 constexpr std::size_t kMaxCheckinBody = 4096;
 
 // A download's authorization is re-checked when a transfer (re)starts and at least this often
@@ -105,87 +106,6 @@ std::string ip_text(const coap_address_t* a) {
 
 std::string remote_ip(coap_session_t* session) {
   return ip_text(coap_session_get_addr_remote(session));
-}
-
-coap_pdu_code_t coap_code(int http_status) {
-  switch (http_status) {
-    case 200:
-      return COAP_RESPONSE_CODE_CONTENT;
-    case 400:
-    case 422:
-      return COAP_RESPONSE_CODE_BAD_REQUEST;
-    case 401:
-      return COAP_RESPONSE_CODE_UNAUTHORIZED;
-    case 403:
-      return COAP_RESPONSE_CODE_FORBIDDEN;
-    case 404:
-      return COAP_RESPONSE_CODE_NOT_FOUND;
-    case 405:
-      return COAP_RESPONSE_CODE_NOT_ALLOWED;
-    case 413:
-      return COAP_RESPONSE_CODE_REQUEST_TOO_LARGE;
-    case 415:
-      return COAP_RESPONSE_CODE_UNSUPPORTED_CONTENT_FORMAT;
-    case 503:
-      return COAP_RESPONSE_CODE_SERVICE_UNAVAILABLE;
-    default:
-      return COAP_RESPONSE_CODE_INTERNAL_ERROR;
-  }
-}
-
-int status_of(coap_pdu_code_t code) {
-  const int c = static_cast<int>(code);
-  return (c >> 5) * 100 + (c & 0x1f);
-}
-
-// Answers with the block of a `total`-byte body that the request's Block2 option asks for
-// (block 0 of 1024 bytes without one), reading only that block through `read`. Options go in
-// CoAP order: ETag, Content-Format, Block2, Size2.
-template <class Read>
-int answer_block(const coap_pdu_t* request, coap_pdu_t* response, std::uint64_t total,
-                 std::span<const std::uint8_t> etag, unsigned content_format, Read&& read) {
-  coap_block_t block{0, 0, kDefaultSzx};
-  const bool asked = coap_get_block(request, COAP_OPTION_BLOCK2, &block) != 0;
-  if (block.szx > kDefaultSzx) {
-    block.szx = kDefaultSzx;  // 7 is BERT (TCP only)
-  }
-  const std::uint64_t size = std::uint64_t{1} << (block.szx + 4);
-  if (std::uint64_t{block.num} * size >= std::max<std::uint64_t>(total, 1)) {
-    coap_pdu_set_code(response, COAP_RESPONSE_CODE_BAD_OPTION);
-    return 402;
-  }
-  coap_pdu_set_code(response, COAP_RESPONSE_CODE_CONTENT);
-  if (!etag.empty()) {
-    coap_add_option(response, COAP_OPTION_ETAG, etag.size(), etag.data());
-  }
-  std::uint8_t buf[8];
-  coap_add_option(response, COAP_OPTION_CONTENT_FORMAT,
-                  coap_encode_var_safe(buf, sizeof buf, content_format), buf);
-  if (asked || total > size) {
-    // Size2 on block 0, and on any block of a request that carries Size2 (RFC 7959 4: a
-    // device resuming mid-payload asks for it that way).
-    coap_opt_iterator_t it;
-    if (block.num == 0 || coap_check_option(request, COAP_OPTION_SIZE2, &it) != nullptr) {
-      coap_add_option(response, COAP_OPTION_SIZE2, coap_encode_var_safe8(buf, sizeof buf, total),
-                      buf);
-    }
-    if (coap_write_block_opt(&block, COAP_OPTION_BLOCK2, response, total) < 0) {
-      coap_pdu_set_code(response, COAP_RESPONSE_CODE_BAD_OPTION);
-      return 402;
-    }
-  }
-  const std::uint64_t block_size = std::uint64_t{1} << (block.szx + 4);  // may have shrunk
-  const std::uint64_t offset = (asked || total > size) ? std::uint64_t{block.num} * block_size : 0;
-  const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(
-      total - std::min(total, offset), asked || total > size ? block_size : total));
-  if (n > 0) {
-    std::uint8_t* out = coap_add_data_after(response, n);
-    if (out == nullptr || !read(offset, std::span<char>(reinterpret_cast<char*>(out), n))) {
-      coap_pdu_set_code(response, COAP_RESPONSE_CODE_INTERNAL_ERROR);
-      return 500;
-    }
-  }
-  return 205;
 }
 
 }  // namespace
@@ -367,22 +287,13 @@ struct CoapsListener::Impl {
   static void on_unknown_get(coap_resource_t*, coap_session_t* session, const coap_pdu_t* request,
                              const coap_string_t*, coap_pdu_t* response) {
     Impl& self = of(session);
-    coap_string_t* raw_path = coap_get_uri_path(request);
-    const std::string path =
-        raw_path != nullptr
-            ? std::string(reinterpret_cast<const char*>(raw_path->s), raw_path->length)
-            : std::string();
-    coap_delete_string(raw_path);
-    std::int64_t id = 0;
-    const std::string_view digits =
-        std::string_view(path).substr(std::min<std::size_t>(3, path.size()));
-    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), id);
-    if (!path.starts_with("fw/") || ec != std::errc() || end != digits.data() + digits.size() ||
-        id <= 0) {
+    const auto firmware = firmware_id(request);
+    if (!firmware) {
       coap_pdu_set_code(response, COAP_RESPONSE_CODE_NOT_FOUND);
       self.log_request(session, nullptr, request, "GET", "unknown", 404, 0);
       return;
     }
+    const std::int64_t id = *firmware;
     Peer& peer = self.peer(session);
     const certs::DeviceIdentity* who = identity(session, peer);
     if (!self.authorize(request, peer, who, id)) {
@@ -541,21 +452,7 @@ struct CoapsListener::Impl {
     if (port == 0) {
       return {};
     }
-    std::string host;
-    coap_opt_iterator_t it;
-    if (const coap_opt_t* o = coap_check_option(request, COAP_OPTION_URI_HOST, &it)) {
-      host.assign(reinterpret_cast<const char*>(coap_opt_value(o)), coap_opt_length(o));
-      const bool name = !host.empty() && host.size() <= 253 &&
-                        host.find_first_not_of(
-                            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                            "0123456789.-") == std::string::npos;
-      in6_addr v6{};
-      if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
-        host = "[" + host + "]";
-      } else if (!name) {
-        host.clear();  // not a host name or address: ignored
-      }
-    }
+    std::string host = uri_host(request);
     if (host.empty()) {
       const coap_address_t* local = coap_session_get_addr_local(session);
       host = ip_text(local);
@@ -566,14 +463,8 @@ struct CoapsListener::Impl {
         host = "[" + host + "]";
       }
     }
-    if (use_uri_port) {
-      if (const coap_opt_t* o = coap_check_option(request, COAP_OPTION_URI_PORT, &it);
-          o != nullptr && coap_opt_length(o) <= 2) {
-        const unsigned p = coap_decode_var_bytes(coap_opt_value(o), coap_opt_length(o));
-        if (p > 0) {
-          port = static_cast<std::uint16_t>(p);
-        }
-      }
+    if (const auto asked = uri_port(request); use_uri_port && asked) {
+      port = *asked;
     }
     return std::string(scheme) + "://" + host + ":" + std::to_string(port);
   }

@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "coaps/messages.hpp"
+
+#include <arpa/inet.h>
+
+#include <charconv>
+#include <string_view>
+
+namespace fwdepot::server {
+
+coap_pdu_code_t coap_code(int http_status) {
+  switch (http_status) {
+    case 200:
+      return COAP_RESPONSE_CODE_CONTENT;
+    case 400:
+    case 422:
+      return COAP_RESPONSE_CODE_BAD_REQUEST;
+    case 401:
+      return COAP_RESPONSE_CODE_UNAUTHORIZED;
+    case 403:
+      return COAP_RESPONSE_CODE_FORBIDDEN;
+    case 404:
+      return COAP_RESPONSE_CODE_NOT_FOUND;
+    case 405:
+      return COAP_RESPONSE_CODE_NOT_ALLOWED;
+    case 413:
+      return COAP_RESPONSE_CODE_REQUEST_TOO_LARGE;
+    case 415:
+      return COAP_RESPONSE_CODE_UNSUPPORTED_CONTENT_FORMAT;
+    case 503:
+      return COAP_RESPONSE_CODE_SERVICE_UNAVAILABLE;
+    default:
+      return COAP_RESPONSE_CODE_INTERNAL_ERROR;
+  }
+}
+
+int status_of(coap_pdu_code_t code) {
+  const int c = static_cast<int>(code);
+  return (c >> 5) * 100 + (c & 0x1f);
+}
+
+std::optional<std::int64_t> firmware_id(const coap_pdu_t* request) {
+  coap_string_t* raw = coap_get_uri_path(request);
+  const std::string path =
+      raw != nullptr ? std::string(reinterpret_cast<const char*>(raw->s), raw->length) : "";
+  coap_delete_string(raw);
+  if (!path.starts_with("fw/")) {
+    return std::nullopt;
+  }
+  const std::string_view digits = std::string_view(path).substr(3);
+  std::int64_t id = 0;
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), id);
+  if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size() || id <= 0) {
+    return std::nullopt;
+  }
+  return id;
+}
+
+std::string uri_host(const coap_pdu_t* request) {
+  coap_opt_iterator_t it;
+  const coap_opt_t* o = coap_check_option(request, COAP_OPTION_URI_HOST, &it);
+  if (o == nullptr) {
+    return {};
+  }
+  std::string host(reinterpret_cast<const char*>(coap_opt_value(o)), coap_opt_length(o));
+  // An IPv6 literal, bare or in brackets (RFC 3986's IP-literal).
+  std::string bare = host;
+  if (bare.size() > 2 && bare.front() == '[' && bare.back() == ']') {
+    bare = bare.substr(1, bare.size() - 2);
+  }
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, bare.c_str(), &v6) == 1) {
+    return "[" + bare + "]";
+  }
+  const bool name = !host.empty() && host.size() <= 253 &&
+                    host.find_first_not_of(
+                        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                        "0123456789.-") == std::string::npos;
+  return name ? host : std::string();
+}
+
+std::optional<std::uint16_t> uri_port(const coap_pdu_t* request) {
+  coap_opt_iterator_t it;
+  const coap_opt_t* o = coap_check_option(request, COAP_OPTION_URI_PORT, &it);
+  if (o == nullptr || coap_opt_length(o) > 2) {
+    return std::nullopt;
+  }
+  const unsigned port = coap_decode_var_bytes(coap_opt_value(o), coap_opt_length(o));
+  if (port == 0) {
+    return std::nullopt;
+  }
+  return static_cast<std::uint16_t>(port);
+}
+
+}  // namespace fwdepot::server
