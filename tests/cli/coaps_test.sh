@@ -141,7 +141,8 @@ cmp -s again.bin fw.bin || fail "download after a revocation"
 # One session per address: dev-c is frozen mid-download, holding its session; a second device
 # from 127.0.0.1 is refused; dev-c, thawed, finishes.
 seen=$(wc -l <server.log)
-timeout 120 coap-client-openssl -B 60 -c dev.pem -j dev.key -C d/pki/ca.pem -b 16 -o held.bin \
+# No `timeout` wrapper: SIGSTOP must reach coap-client itself; -B 60 bounds it.
+coap-client-openssl -B 60 -c dev.pem -j dev.key -C d/pki/ca.pem -b 16 -o held.bin \
   "coaps://$coaps/fw/1" >held.err 2>&1 &
 held_pid=$!
 pids+=("$held_pid")

@@ -3,6 +3,7 @@
 # that is removed on exit, after every process recorded in `pids` is stopped (by pid).
 work=$(mktemp -d)
 pids=()
+cleanup_hooks=()  # commands run after the processes are stopped (e.g. unmounting)
 cleanup() {
   for pid in "${pids[@]}"; do
     kill -TERM "$pid" 2>/dev/null || true
@@ -10,6 +11,9 @@ cleanup() {
   done
   for pid in "${pids[@]}"; do
     wait "$pid" 2>/dev/null || true
+  done
+  for hook in "${cleanup_hooks[@]}"; do
+    eval "$hook" || true
   done
   rm -rf "$work"
 }

@@ -11,11 +11,12 @@ import argparse
 import os
 import random
 import select
-import signal
 import socket
 import struct
 import sys
 import time
+
+from lifetime import Lifetime
 
 
 def client_hello(rng):
@@ -52,17 +53,10 @@ def main():
         s.setblocking(False)
         socks.append(s)
     counts = {"garbage": 0, "hellos": 0, "replies": 0}
-    stop = False
-
-    def on_term(*_):
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_term)
+    life = Lifetime(a.seconds)
     start = time.monotonic()
-    end = start + a.seconds
     first_round = True
-    while not stop and time.monotonic() < end and counts["garbage"] + counts["hellos"] < a.max:
+    while life.running() and counts["garbage"] + counts["hellos"] < a.max:
         # Paced: the datagrams sent so far are due by now at --rate.
         due = start + (counts["garbage"] + counts["hellos"]) / a.rate
         if due > time.monotonic():

@@ -15,10 +15,11 @@ import heapq
 import itertools
 import random
 import selectors
-import signal
 import socket
 import sys
 import time
+
+from lifetime import Lifetime
 
 
 def main():
@@ -45,13 +46,7 @@ def main():
     counts = {"forwarded": 0, "dropped": 0, "delayed": 0}
     from_client = 0
     stalled = False
-    stop = False
-
-    def on_term(*_):
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_term)
+    life = Lifetime(a.lifetime)
     print(f"listening {front.getsockname()[1]}", flush=True)
 
     def route(sock, data, dest):
@@ -66,8 +61,7 @@ def main():
         counts["forwarded"] += 1
         sock.sendto(data, dest)
 
-    end = time.monotonic() + a.lifetime
-    while not stop and time.monotonic() < end:
+    while life.running():
         now = time.monotonic()
         while queue and queue[0][0] <= now:
             _, _, sock, data, dest = heapq.heappop(queue)
