@@ -35,7 +35,7 @@ test-tsan:
 	@$(MAKE) --no-print-directory sanitized BUILD_DIR=build-tsan SANITIZE=thread WERROR=OFF
 sanitized: build
 	@rm -rf $(BUILD_DIR)/sanitizer && mkdir -p $(BUILD_DIR)/sanitizer
-	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:log_path=$(abspath $(BUILD_DIR))/sanitizer/asan \
+	@FWDEPOT_SANITIZED=$(SANITIZE) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:log_path=$(abspath $(BUILD_DIR))/sanitizer/asan \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$(abspath $(BUILD_DIR))/sanitizer/ubsan \
 	  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:log_path=$(abspath $(BUILD_DIR))/sanitizer/tsan \
 	  ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS) --timeout 900 -E '$(SANITIZER_SKIP)'

@@ -84,7 +84,11 @@ curl --silent --show-error --max-time 120 "${dev[@]}" -o big.got \
 cmp -s big.got big.bin || fail "256 MiB download differs"
 peak_kib=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$pid/status")
 echo "server peak RSS after a 256 MiB upload and download: $((peak_kib / 1024)) MiB"
-[ "$peak_kib" -lt $((64 * 1024)) ] || fail "server peak RSS ${peak_kib} KiB: not constant memory"
+# Under a sanitizer (make test-asan/test-tsan set FWDEPOT_SANITIZED) shadow memory and the
+# allocator's quarantine make RSS meaningless: the bound is checked in ordinary builds only.
+if [ -z "${FWDEPOT_SANITIZED:-}" ]; then
+  [ "$peak_kib" -lt $((64 * 1024)) ] || fail "server peak RSS ${peak_kib} KiB: not constant memory"
+fi
 
 # SIGHUP reloads the CRL; the server keeps serving. The log is followed as a stream, and each
 # blocking read is bounded, until the reload's line appears.
