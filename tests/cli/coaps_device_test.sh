@@ -151,7 +151,8 @@ admin_api "https://$admin/api/v1/devices/dev-t" | grep -q '"last_result":"integr
 
 # A flood of garbage and half-open DTLS handshakes from 200 ports, 4,000 datagrams a second,
 # starts while dev-f is mid-download (1 MiB in 32-byte blocks: 32,768 exchanges, seconds of
-# work); dev-f finishes, and dev-g handshakes and updates during the flood.
+# work); dev-f finishes, and dev-g handshakes and updates during the flood. The flood runs until
+# it is stopped (at most 300 s), so that it covers both devices even under ThreadSanitizer.
 head -c $((1024 * 1024)) /dev/urandom >m4.bin
 id_m4=$(publish m4.bin fw-m4 1.1.0 m4)
 admin_api -d "{\"image_id\":$id_m4,\"models\":[\"m4\"]}" "https://$admin/api/v1/deployments" >/dev/null
@@ -167,7 +168,7 @@ pids+=("$talking_pid")
 progress=$(timeout 60 tail -n +1 -f --pid="$talking_pid" s-f.out | grep -m1 '^downloaded ' || true)
 [ -n "$progress" ] || fail "dev-f did not start downloading: $(cat s-f.out)"
 : >flood.log
-python3 "$flood" --target "${coaps##*:}" --rate 4000 --seconds 120 >flood.log 2>&1 &
+python3 "$flood" --target "${coaps##*:}" --rate 4000 --seconds 300 --max 1200000 >flood.log 2>&1 &
 flood_pid=$!
 pids+=("$flood_pid")
 started=$(timeout 30 tail -n +1 -f --pid="$flood_pid" flood.log | grep -m1 '^started' || true)

@@ -1,0 +1,663 @@
+// SPDX-License-Identifier: Apache-2.0
+// The HTTPS request path: reading requests from an established stream, routing them to the
+// services, and writing the answers (downloads with ranges, uploads, the web UI's files). A
+// template over the stream, so that the server runs it on TLS over TCP and the fuzz target on
+// bytes in memory, with no socket. Include it only in the one translation unit that
+// instantiates it (https/session.cpp; tests/fuzz/fuzz_http.cpp): it instantiates Beast.
+#pragma once
+
+#include "fwdepot/certs/pki.hpp"
+#include "fwdepot/core/ids.hpp"
+#include "https/session.hpp"
+#include "log.hpp"
+#include "web/assets.hpp"
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/url/parse.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <ctime>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <tuple>
+#include <vector>
+
+namespace fwdepot::server::requests {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using boost::system::error_code;
+
+inline constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+inline constexpr std::size_t kMaxHeaderBytes = 8 * 1024;
+inline constexpr std::size_t kMaxJsonBodyBytes = 64 * 1024;
+inline constexpr std::size_t kIoChunkBytes = 64 * 1024;
+inline constexpr std::size_t kFirstReadBytes = 4096;  // a typical request head
+inline constexpr std::chrono::seconds kLingerTimeout{2};
+inline constexpr std::size_t kLingerBytes = 1024 * 1024;
+
+/// Arms the stream's deadline for the next operation: beast::tcp_stream has one; a stream in
+/// memory has nothing to wait for.
+template <class Stream>
+void expire_after(Stream& stream, std::chrono::steady_clock::duration d) {
+  auto& lowest = beast::get_lowest_layer(stream);
+  if constexpr (requires { lowest.expires_after(d); }) {
+    lowest.expires_after(d);
+  }
+}
+
+inline std::int64_t unix_now() { return static_cast<std::int64_t>(std::time(nullptr)); }
+
+inline const char* listener_name(Listener l) { return l == Listener::device ? "device" : "admin"; }
+
+// What the per-request log line and the metrics need to know about one exchange.
+struct Exchange {
+  std::string who = "-";  // device id or admin token name; never a secret
+  std::string method;
+  std::string route = "unknown";  // a fixed pattern, bounded cardinality
+  int status = 0;
+  std::uint64_t bytes = 0;
+  bool keep_alive = true;
+  bool unread_body = false;  // a body no route read: the connection cannot carry another request
+  bool head = false;         // a HEAD request: every answer is headers only
+};
+
+// The admin listener serves the web UI, so every answer carries the browser protections: no
+// inline or foreign scripts, no framing, no referrer leaks.
+inline constexpr const char* kContentSecurityPolicy =
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+inline void add_common_headers(http::fields& f, Listener l) {
+  f.set(http::field::server, "fwdepot");
+  f.set(http::field::cache_control, "no-store");
+  f.set("X-Content-Type-Options", "nosniff");
+  if (l == Listener::admin) {
+    f.set(http::field::strict_transport_security, "max-age=31536000");
+    f.set("Content-Security-Policy", kContentSecurityPolicy);
+    f.set("X-Frame-Options", "DENY");
+    f.set("Referrer-Policy", "no-referrer");
+    f.set("Cross-Origin-Opener-Policy", "same-origin");
+  }
+}
+
+template <class Stream>
+asio::awaitable<error_code> write_response(Stream& stream, Listener l, Exchange& ex, int status,
+                                           std::string body,
+                                           std::string_view content_type = "application/json") {
+  http::response<http::string_body> res{static_cast<http::status>(status), 11};
+  add_common_headers(res, l);
+  if (!body.empty() || status != 204) {
+    res.set(http::field::content_type, content_type);
+  }
+  if (status == 401) {
+    res.set(http::field::www_authenticate, "Bearer");
+  }
+  res.keep_alive(ex.keep_alive && !ex.unread_body);
+  res.body() = std::move(body);
+  res.prepare_payload();
+  ex.status = status;
+  expire_after(stream, std::chrono::seconds(30));
+  if (ex.head) {
+    // The length of the answer a GET would get, and no body (RFC 9110 section 9.3.2): a body
+    // here would be read as the start of the next response.
+    http::response_serializer<http::string_body> sr{res};
+    auto [ec, n] = co_await http::async_write_header(stream, sr, kNoThrow);
+    co_return ec;
+  }
+  ex.bytes = res.body().size();
+  auto [ec, n] = co_await http::async_write(stream, res, kNoThrow);
+  co_return ec;
+}
+
+template <class Stream>
+asio::awaitable<error_code> write_api(Stream& stream, Listener l, Exchange& ex,
+                                      ApiResponse response) {
+  co_return co_await write_response(stream, l, ex, response.status, std::move(response.body));
+}
+
+// --- downloads --------------------------------------------------------------------------------
+
+struct ByteRange {
+  std::uint64_t first = 0;
+  std::uint64_t last = 0;  // inclusive
+};
+
+inline std::optional<std::uint64_t> parse_u64(std::string_view s) {
+  std::uint64_t v = 0;
+  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc() || p != s.data() + s.size()) {
+    return std::nullopt;
+  }
+  return v;
+}
+
+enum class RangeResult { none, ok, unsatisfiable };
+
+// One "bytes=a-b", "bytes=a-" or "bytes=-n". Anything else (several ranges, other units, bad
+// syntax) is ignored and the whole image sent, as RFC 9110 section 14.2 allows.
+inline RangeResult parse_range(std::string_view header, std::uint64_t size, ByteRange& out) {
+  constexpr std::string_view kUnit = "bytes=";
+  if (header.substr(0, kUnit.size()) != kUnit || header.find(',') != std::string_view::npos) {
+    return RangeResult::none;
+  }
+  const std::string_view spec = header.substr(kUnit.size());
+  const auto dash = spec.find('-');
+  if (dash == std::string_view::npos) {
+    return RangeResult::none;
+  }
+  const std::string_view a = spec.substr(0, dash);
+  const std::string_view b = spec.substr(dash + 1);
+  if (a.empty()) {
+    auto n = parse_u64(b);
+    if (!n) {
+      return RangeResult::none;
+    }
+    if (*n == 0 || size == 0) {
+      return RangeResult::unsatisfiable;
+    }
+    out = {size - std::min(*n, size), size - 1};
+    return RangeResult::ok;
+  }
+  auto first = parse_u64(a);
+  auto last = b.empty() ? first : parse_u64(b);  // "a-" runs to the end
+  if (!first || !last || *last < *first) {
+    return RangeResult::none;
+  }
+  if (*first >= size) {
+    return RangeResult::unsatisfiable;
+  }
+  if (b.empty()) {
+    *last = size - 1;
+  }
+  out = {*first, std::min(*last, size - 1)};
+  return RangeResult::ok;
+}
+
+inline bool etag_matches(std::string_view list, std::string_view etag) {
+  if (list == "*") {
+    return true;
+  }
+  std::size_t pos = 0;
+  while (pos < list.size()) {
+    auto comma = list.find(',', pos);
+    std::string_view item = list.substr(pos, comma == std::string_view::npos ? comma : comma - pos);
+    while (!item.empty() && item.front() == ' ') {
+      item.remove_prefix(1);
+    }
+    while (!item.empty() && item.back() == ' ') {
+      item.remove_suffix(1);
+    }
+    if (item == etag) {  // strong comparison: a weak W/ tag never matches
+      return true;
+    }
+    if (comma == std::string_view::npos) {
+      break;
+    }
+    pos = comma + 1;
+  }
+  return false;
+}
+
+template <class Stream>
+asio::awaitable<error_code> serve_download(Stream& stream, ServerContext& ctx, Exchange& ex,
+                                           const certs::DeviceIdentity& device,
+                                           const http::request_header<>& req,
+                                           std::int64_t image_id) {
+  const Listener l = Listener::device;
+  auto image = ctx.devices.authorize_download(device, image_id);
+  if (!image) {
+    co_return co_await write_api(stream, l, ex, api_error(image.error()));
+  }
+  auto reader = ctx.backend.blobs().open_blob(image->sha256);
+  if (!reader) {
+    spdlog::error("blob_unreadable image={} error={}", image_id,
+                  log_value(reader.error().message()));
+    co_return co_await write_api(stream, l, ex, api_error(500, "internal", "image unavailable"));
+  }
+  const std::uint64_t size = (*reader)->size();
+  const std::string etag = "\"" + hex_encode(image->sha256) + "\"";
+
+  if (auto it = req.find(http::field::if_match); it != req.end()) {
+    if (!etag_matches(it->value(), etag)) {
+      co_return co_await write_api(stream, l, ex,
+                                   api_error(412, "precondition_failed", "the image changed"));
+    }
+  }
+  ByteRange range{0, size == 0 ? 0 : size - 1};
+  RangeResult ranged = RangeResult::none;
+  if (auto it = req.find(http::field::range); it != req.end()) {
+    auto if_range = req.find(http::field::if_range);
+    // If-Range with another validator: the image changed, so send all of it.
+    if (if_range == req.end() || if_range->value() == etag) {
+      ranged = parse_range(it->value(), size, range);
+    }
+  }
+  http::response<http::buffer_body> res;
+  res.version(11);
+  add_common_headers(res, l);
+  res.set(http::field::etag, etag);
+  res.set(http::field::accept_ranges, "bytes");
+  res.keep_alive(ex.keep_alive && !ex.unread_body);
+  if (ranged == RangeResult::unsatisfiable) {
+    res.result(http::status::range_not_satisfiable);
+    res.set(http::field::content_range, "bytes */" + std::to_string(size));
+    res.content_length(0);
+    res.body().data = nullptr;
+    res.body().more = false;
+    ex.status = 416;
+    auto [ec, n] = co_await http::async_write(stream, res, kNoThrow);
+    co_return ec;
+  }
+  const std::uint64_t length = size == 0 ? 0 : range.last - range.first + 1;
+  res.result(ranged == RangeResult::ok ? http::status::partial_content : http::status::ok);
+  res.set(http::field::content_type, "application/octet-stream");
+  if (ranged == RangeResult::ok) {
+    res.set(http::field::content_range, "bytes " + std::to_string(range.first) + "-" +
+                                            std::to_string(range.last) + "/" +
+                                            std::to_string(size));
+  }
+  res.content_length(length);
+  ex.status = static_cast<int>(res.result_int());
+  const bool head = req.method() == http::verb::head;
+  res.body().data = nullptr;
+  res.body().more = !head && length > 0;
+
+  http::response_serializer<http::buffer_body> sr{res};
+  expire_after(stream, ctx.options.body_timeout);
+  if (auto [ec, n] = co_await http::async_write_header(stream, sr, kNoThrow); ec) {
+    co_return ec;
+  }
+  if (head || length == 0) {
+    co_return error_code{};
+  }
+  ctx.metrics.download_started(ranged == RangeResult::ok);
+  std::vector<char> chunk(kIoChunkBytes);
+  std::uint64_t offset = range.first;
+  std::uint64_t remaining = length;
+  while (remaining > 0) {
+    const std::size_t want =
+        static_cast<std::size_t>(std::min<std::uint64_t>(remaining, chunk.size()));
+    auto got = (*reader)->read_at(offset, std::span<char>(chunk.data(), want));
+    if (!got || *got == 0) {
+      // The blob shrank under us: the response is already promised, so all we can do is cut
+      // the connection, which the device treats as a lost connection and resumes.
+      spdlog::error("blob_short_read image={} offset={}", image_id, offset);
+      co_return make_error_code(beast::errc::io_error);
+    }
+    res.body().data = chunk.data();
+    res.body().size = *got;
+    res.body().more = remaining > *got;
+    expire_after(stream, ctx.options.body_timeout);
+    auto [ec, n] = co_await http::async_write(stream, sr, kNoThrow);
+    if (ec && ec != http::error::need_buffer) {
+      co_return ec;
+    }
+    offset += *got;
+    remaining -= *got;
+    ex.bytes += *got;
+    ctx.metrics.bytes_served(*got);
+  }
+  res.body().data = nullptr;
+  res.body().more = false;
+  auto [ec, n] = co_await http::async_write(stream, sr, kNoThrow);
+  co_return ec == http::error::need_buffer ? error_code{} : ec;
+}
+
+// --- request bodies ---------------------------------------------------------------------------
+
+// Reads a JSON-sized body. Without a body to hand on, the error ends the session; a body over
+// the limit has been answered with 413 by then.
+template <class Stream>
+asio::awaitable<std::pair<error_code, std::optional<std::string>>> read_small_body(
+    Stream& stream, beast::flat_buffer& buffer, http::request_parser<http::empty_body>& head,
+    Listener l, Exchange& ex, std::chrono::milliseconds timeout) {
+  ex.unread_body = false;
+  http::request_parser<http::string_body> parser(std::move(head));
+  parser.body_limit(kMaxJsonBodyBytes);
+  expire_after(stream, timeout);
+  auto [ec, n] = co_await http::async_read(stream, buffer, parser, kNoThrow);
+  if (ec == http::error::body_limit) {
+    ex.keep_alive = false;
+    ApiResponse refusal = api_error(413, "too_large", "request body over 64 KiB");
+    ec = co_await write_api(stream, l, ex, std::move(refusal));
+    co_return std::pair{ec ? ec : make_error_code(http::error::body_limit), std::nullopt};
+  }
+  if (ec) {
+    co_return std::pair{ec, std::nullopt};
+  }
+  co_return std::pair{ec, std::optional<std::string>(std::move(parser.get().body()))};
+}
+
+template <class Stream>
+asio::awaitable<error_code> handle_upload(Stream& stream, beast::flat_buffer& buffer,
+                                          http::request_parser<http::empty_body>& head,
+                                          ServerContext& ctx, Exchange& ex) {
+  const Listener l = Listener::admin;
+  const auto& req = head.get();
+  std::optional<std::uint64_t> length;
+  if (auto cl = head.content_length()) {
+    length = *cl;
+  }
+  auto upload = ctx.admin.begin_upload(req[http::field::content_type], length);
+  if (!upload) {
+    co_return co_await write_api(stream, l, ex, api_error(upload.error()));
+  }
+  if (beast::iequals(req[http::field::expect], "100-continue")) {
+    http::response<http::empty_body> cont{http::status::continue_, 11};
+    auto [ec, n] = co_await http::async_write(stream, cont, kNoThrow);
+    if (ec) {
+      co_return ec;
+    }
+  }
+  ex.unread_body = false;
+  http::request_parser<http::buffer_body> parser(std::move(head));
+  parser.body_limit(boost::none);  // the upload enforces the configured limit itself
+  std::vector<char> chunk(kIoChunkBytes);
+  while (!parser.is_done()) {
+    parser.get().body().data = chunk.data();
+    parser.get().body().size = chunk.size();
+    expire_after(stream, ctx.options.body_timeout);
+    auto [ec, n] = co_await http::async_read(stream, buffer, parser, kNoThrow);
+    if (ec && ec != http::error::need_buffer) {
+      ex.keep_alive = false;
+      // A body cut short leaves nothing behind: the upload's temporary blob dies with it.
+      (void)co_await write_api(stream, l, ex,
+                               api_error(400, "bad_request", "request body incomplete"));
+      co_return ec;
+    }
+    const std::size_t got = chunk.size() - parser.get().body().size;
+    if (got > 0) {
+      if (auto r = (*upload)->feed(std::string_view(chunk.data(), got)); !r) {
+        ex.keep_alive = false;
+        co_return co_await write_api(stream, l, ex, api_error(r.error()));
+      }
+    }
+  }
+  co_return co_await write_api(stream, l, ex, (*upload)->finish(unix_now()));
+}
+
+// --- routing ----------------------------------------------------------------------------------
+
+inline std::string origin_of(const http::request_header<>& req, const char* scheme) {
+  const auto host = req[http::field::host];
+  if (host.empty() || host.find_first_of("/\\@ ") != std::string_view::npos) {
+    return {};
+  }
+  return std::string(scheme) + "://" + std::string(host);
+}
+
+// The CoAPS origin on the host the device reached over HTTPS: "coaps://HOST:COAPS_PORT".
+inline std::string coaps_origin_of(std::string_view https_origin, std::uint16_t coaps_port) {
+  constexpr std::string_view kScheme = "https://";
+  if (coaps_port == 0 || !https_origin.starts_with(kScheme)) {
+    return {};
+  }
+  std::string_view host = https_origin.substr(kScheme.size());
+  const auto bracket = host.rfind(']');
+  const auto colon = host.rfind(':');
+  if (colon != std::string_view::npos && (bracket == std::string_view::npos || colon > bracket)) {
+    host = host.substr(0, colon);
+  }
+  return "coaps://" + std::string(host) + ":" + std::to_string(coaps_port);
+}
+
+template <class Stream>
+asio::awaitable<error_code> route_device(Stream& stream, beast::flat_buffer& buffer,
+                                         http::request_parser<http::empty_body>& head,
+                                         ServerContext& ctx, Exchange& ex,
+                                         const certs::DeviceIdentity& device,
+                                         const std::vector<std::string>& segments) {
+  const Listener l = Listener::device;
+  const auto& req = head.get();
+  const auto method = req.method();
+  const bool api = segments.size() >= 3 && segments[0] == "api" && segments[1] == "v1" &&
+                   segments[2] == "device";
+  if (api && segments.size() == 4 && segments[3] == "checkin") {
+    ex.route = "/api/v1/device/checkin";
+    if (method != http::verb::post) {
+      co_return co_await write_api(stream, l, ex, api_error(405, "method_not_allowed", "use POST"));
+    }
+    const std::string origin = origin_of(req, "https");  // `head` is consumed by the body read
+    const std::string coaps = coaps_origin_of(origin, ctx.coaps_port);
+    auto [ec, body] =
+        co_await read_small_body(stream, buffer, head, l, ex, ctx.options.body_timeout);
+    if (!body) {
+      co_return ec;
+    }
+    co_return co_await write_api(stream, l, ex,
+                                 ctx.devices.checkin(device, *body, origin, coaps, unix_now()));
+  }
+  if (api && segments.size() == 5 && segments[3] == "images") {
+    ex.route = "/api/v1/device/images/{id}";
+    if (method != http::verb::get && method != http::verb::head) {
+      co_return co_await write_api(stream, l, ex,
+                                   api_error(405, "method_not_allowed", "use GET or HEAD"));
+    }
+    std::int64_t id = 0;
+    const auto& s = segments[4];
+    const auto [p, err] = std::from_chars(s.data(), s.data() + s.size(), id);
+    if (err != std::errc() || p != s.data() + s.size() || id <= 0) {
+      co_return co_await write_api(stream, l, ex, api_error(404, "not_found", "no such image"));
+    }
+    co_return co_await serve_download(stream, ctx, ex, device, req, id);
+  }
+  co_return co_await write_api(stream, l, ex, api_error(404, "not_found", "no such resource"));
+}
+
+// The route label for metrics and logs, from a closed set: ids become {id}, and a path that is
+// not a known route is "unknown", so that no client can grow a metric series per request.
+inline std::string admin_route_pattern(const std::vector<std::string>& seg) {
+  static const std::set<std::string, std::less<>> kCollections = {"images", "devices",
+                                                                  "deployments", "stats"};
+  if (seg.size() < 3 || seg.size() > 5 || !kCollections.contains(seg[2])) {
+    return "unknown";
+  }
+  std::string out = "/api/v1/" + seg[2];
+  if (seg.size() >= 4) {
+    out += "/{id}";
+  }
+  if (seg.size() == 5) {
+    if (seg[4] != "events" && seg[4] != "psk") {
+      return "unknown";
+    }
+    out += "/" + seg[4];
+  }
+  return out;
+}
+
+template <class Stream>
+asio::awaitable<error_code> route_admin(Stream& stream, beast::flat_buffer& buffer,
+                                        http::request_parser<http::empty_body>& head,
+                                        ServerContext& ctx, Exchange& ex,
+                                        const std::vector<std::string>& segments,
+                                        const std::map<std::string, std::string>& query) {
+  const Listener l = Listener::admin;
+  const auto& req = head.get();
+  if (segments.size() == 1 && segments[0] == "healthz") {
+    ex.route = "/healthz";
+    co_return co_await write_response(stream, l, ex, 200, R"({"status":"ok"})");
+  }
+  if (segments.size() == 1 && segments[0] == "metrics") {
+    ex.route = "/metrics";
+    co_return co_await write_response(stream, l, ex, 200, ctx.metrics.render(),
+                                      "text/plain; version=0.0.4");
+  }
+  if (segments.empty() || segments[0] != "api") {
+    // The web UI's files, compiled in. Everything else of the UI happens through the API.
+    ex.route = "/ui";
+    const std::string path = segments.empty() ? "/index.html" : "/" + segments.back();
+    const auto assets = web_assets();
+    const auto asset = std::find_if(assets.begin(), assets.end(),
+                                    [&](const WebAsset& a) { return a.path == path; });
+    if (segments.size() > 1 || asset == assets.end()) {
+      co_return co_await write_api(stream, l, ex, api_error(404, "not_found", "no such resource"));
+    }
+    if (req.method() != http::verb::get) {
+      co_return co_await write_api(stream, l, ex, api_error(405, "method_not_allowed", "use GET"));
+    }
+    co_return co_await write_response(stream, l, ex, 200, std::string(asset->bytes),
+                                      asset->content_type);
+  }
+  if (segments.size() < 3 || segments[1] != "v1") {
+    co_return co_await write_api(stream, l, ex, api_error(404, "not_found", "no such resource"));
+  }
+  ex.route = admin_route_pattern(segments);
+  auto who = ctx.admin.authenticate(req[http::field::authorization]);
+  if (!who) {
+    // A body from someone who may not send one is never read (unread_body closes).
+    co_return co_await write_api(stream, l, ex, api_error(who.error()));
+  }
+  ex.who = *who;
+  if (segments.size() == 3 && segments[2] == "images" && req.method() == http::verb::post) {
+    co_return co_await handle_upload(stream, buffer, head, ctx, ex);
+  }
+  const std::string method(req.method_string());  // `head` is consumed by the body read
+  auto [ec, body] = co_await read_small_body(stream, buffer, head, l, ex, ctx.options.body_timeout);
+  if (!body) {
+    co_return ec;
+  }
+  std::string path;
+  for (std::size_t i = 2; i < segments.size(); ++i) {
+    path += "/" + segments[i];
+  }
+  co_return co_await write_api(stream, l, ex,
+                               ctx.admin.handle(method, path, query, *body, unix_now()));
+}
+
+/// Serves requests on an established stream until the peer is done, a request ends the
+/// connection, or the server drains. `device` is the authenticated device on the device
+/// listener (nullopt on the admin listener). `idle` is true exactly while nothing of a next
+/// request has arrived: the server's shutdown cancels only such a wait.
+template <class Stream>
+asio::awaitable<void> serve_requests(Stream& stream, Listener l, ServerContext& ctx,
+                                     const std::optional<certs::DeviceIdentity>& device,
+                                     const std::string& peer, bool& idle) {
+  beast::flat_buffer buffer;
+  bool first = true;
+  while (!ctx.draining) {
+    http::request_parser<http::empty_body> head;
+    head.header_limit(kMaxHeaderBytes);
+    head.body_limit(boost::none);  // each route sets its own limit when it reads the body
+    // The first request's head must arrive within the header timeout. Between requests, the
+    // idle timeout bounds the wait for the next one's first byte, and from then on the header
+    // timeout the whole head, however slowly it trickles in.
+    expire_after(stream, first ? ctx.options.header_timeout : ctx.options.idle_timeout);
+    error_code ec;
+    if (buffer.size() == 0) {
+      idle = true;  // nothing of the next request has arrived yet
+      std::size_t n = 0;
+      std::tie(ec, n) = co_await stream.async_read_some(buffer.prepare(kFirstReadBytes), kNoThrow);
+      buffer.commit(n);
+      idle = false;
+    }
+    if (!ec) {
+      if (!first) {
+        expire_after(stream, ctx.options.header_timeout);
+      }
+      std::tie(ec, std::ignore) = co_await http::async_read_header(stream, buffer, head, kNoThrow);
+    }
+    first = false;
+    if (ec == asio::error::operation_aborted && ctx.draining) {
+      break;
+    }
+    Exchange ex;
+    if (device) {
+      ex.who = device->device_id;
+    }
+    const auto started = std::chrono::steady_clock::now();
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+        ec == asio::ssl::error::stream_truncated || ec == asio::error::eof ||
+        ec == asio::error::connection_reset) {
+      // The peer is done, idle too long, or (stream_truncated) closed without close_notify,
+      // which is harmless here: HTTP framing tells us whether a message was complete.
+      if (ec == beast::error::timeout && buffer.size() > 0) {
+        spdlog::info("header_timeout listener={} peer={} who={} received={}", listener_name(l),
+                     peer, ex.who, buffer.size());
+      }
+      break;
+    }
+    if (ec) {
+      ex.keep_alive = false;
+      // Built outside the co_await: GCC 12 destroys a temporary from a conditional
+      // expression inside a co_await operand twice.
+      ApiResponse refusal = ec == http::error::header_limit
+                                ? api_error(431, "headers_too_large", "request head over 8 KiB")
+                                : api_error(400, "bad_request", "malformed HTTP request");
+      (void)co_await write_api(stream, l, ex, std::move(refusal));
+      ctx.metrics.request(listener_name(l), "invalid", ex.status);
+      spdlog::info("request listener={} peer={} who={} status={} error={}", listener_name(l), peer,
+                   ex.who, ex.status, log_value(ec.message()));
+      break;
+    }
+    const auto& req = head.get();
+    ex.method = std::string(req.method_string());
+    ex.head = req.method() == http::verb::head;
+    ex.keep_alive = req.keep_alive();
+    ex.unread_body = head.chunked() || head.content_length().value_or(0) > 0;
+
+    std::vector<std::string> segments;
+    std::map<std::string, std::string> query;
+    auto url = boost::urls::parse_origin_form(req.target());
+    bool valid_target = url.has_value();
+    if (valid_target) {
+      for (auto seg : url->segments()) {
+        // A decoded segment holding '/' or a dot segment could reach somewhere unintended.
+        if (seg.empty() || seg == "." || seg == ".." || seg.find('/') != std::string::npos) {
+          valid_target = false;
+          break;
+        }
+        segments.push_back(seg);
+      }
+      for (auto p : url->params()) {
+        query[p.key] = p.value;
+      }
+    }
+    error_code wec;
+    if (!valid_target) {
+      ex.keep_alive = false;
+      wec = co_await write_api(stream, l, ex, api_error(400, "bad_request", "invalid target"));
+    } else if (l == Listener::device) {
+      wec = co_await route_device(stream, buffer, head, ctx, ex, *device, segments);
+    } else {
+      wec = co_await route_admin(stream, buffer, head, ctx, ex, segments, query);
+    }
+    const auto ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
+            .count();
+    ctx.metrics.request(listener_name(l), ex.route, ex.status);
+    spdlog::info(
+        "request listener={} peer={} who={} method={} route={} status={} bytes={} ms={:.1f}",
+        listener_name(l), peer, ex.who, ex.method, ex.route, ex.status, ex.bytes, ms);
+    if (!wec && ex.unread_body) {
+      // Answered without reading the body (401, 413, ...): closing now would reset the
+      // connection under a client still sending, and the reset can destroy the answer before
+      // the client reads it. Read and discard a bounded amount first (a "lingering close").
+      std::vector<char> sink(kIoChunkBytes);
+      std::size_t discarded = 0;
+      expire_after(stream, kLingerTimeout);
+      while (discarded < kLingerBytes) {
+        auto [ec, n] = co_await stream.async_read_some(asio::buffer(sink), kNoThrow);
+        if (ec) {
+          break;
+        }
+        discarded += n;
+      }
+    }
+    if (wec || !ex.keep_alive || ex.unread_body) {
+      break;
+    }
+  }
+}
+
+}  // namespace fwdepot::server::requests
