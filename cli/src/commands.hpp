@@ -63,6 +63,15 @@ struct RevokeOptions {
 };
 int run_certs_revoke(const RevokeOptions& o);
 
+struct RenewServerOptions {
+  std::filesystem::path data_dir;
+  std::vector<std::string> server_names;  // default: the current certificate's
+  std::vector<std::string> ips;           // default: the current certificate's
+};
+/// A new server key and certificate from the data directory's CA, replacing the old ones
+/// atomically; a running server takes them on SIGHUP.
+int run_certs_renew_server(const RenewServerOptions& o);
+
 struct TokenOptions {
   std::filesystem::path data_dir;
   std::string name;

@@ -376,6 +376,64 @@ int run_certs_revoke(const RevokeOptions& o) {
   return 0;
 }
 
+int run_certs_renew_server(const RenewServerOptions& o) {
+  auto config = load_config(o.data_dir);
+  if (!config) {
+    return fail(config.error().message());
+  }
+  auto ca = load_ca(*config);
+  if (!ca) {
+    return fail(ca.error().message());
+  }
+  std::vector<std::string> names = o.server_names;
+  std::vector<std::string> ips = o.ips;
+  if (names.empty() && ips.empty()) {
+    auto current = read_small_file(config->server_cert);
+    if (!current) {
+      return fail(current.error().message());
+    }
+    auto chain = certs::Certificate::chain_from_pem(*current);
+    if (!chain || chain->empty()) {
+      return fail(config->server_cert.string() + ": no certificate to take the names from; " +
+                  "give --server-name or --ip");
+    }
+    names = chain->front().dns_names();
+    ips = chain->front().ip_addresses();
+  }
+  auto key = PrivateKey::generate(KeyType::ecdsa_p256);
+  if (!key) {
+    return fail(key.error().message());
+  }
+  auto cert = ca->issue_server(key->public_key(), names, ips, now(), kServerValidityDays);
+  if (!cert) {
+    return fail(cert.error().message());
+  }
+  auto key_pem = key->to_pem();
+  if (!key_pem) {
+    return fail(key_pem.error().message());
+  }
+  // Each file is replaced by a rename, so it is always whole. Between the two renames the key
+  // does not match the certificate: a server reloading then refuses the pair and keeps its
+  // last good one.
+  if (auto w = replace_file(config->server_key, *key_pem, kPrivateFileMode); !w) {
+    return fail(w.error().message());
+  }
+  if (auto w = replace_file(config->server_cert, cert->to_pem(), kPublicFileMode); !w) {
+    return fail(w.error().message());
+  }
+  std::string all;
+  for (const auto& n : names) {
+    all += " " + n;
+  }
+  for (const auto& ip : ips) {
+    all += " " + ip;
+  }
+  std::cout << "renewed the server certificate " << config->server_cert.string() << " (serial "
+            << cert->serial_hex() << ") for" << all
+            << "; send SIGHUP to a running server to use it\n";
+  return 0;
+}
+
 int run_token_create(const TokenOptions& o) {
   auto config = load_config(o.data_dir);
   if (!config) {

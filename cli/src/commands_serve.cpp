@@ -28,6 +28,8 @@ result<server::ServerOptions> server_options(const Config& c) {
     }
     *out = std::move(*pem);
   }
+  o.server_cert_path = c.server_cert;
+  o.server_key_path = c.server_key;
   o.crl_path = c.crl;
   o.database = c.database;
   o.blobs = c.blobs;

@@ -82,7 +82,8 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   init_cmd->callback([&] { exit_code = run_init(init); });
 
-  auto* certs = app.add_subcommand("certs", "Issue and revoke device certificates");
+  auto* certs =
+      app.add_subcommand("certs", "Issue and revoke device certificates; renew the server's");
   certs->require_subcommand(1);
   IssueDeviceOptions issue;
   auto* issue_cmd = certs->add_subcommand("issue-device", "Issue a device certificate and key");
@@ -100,6 +101,16 @@ int main(int argc, char** argv) {
   revoke_cmd->add_option("--data", revoke.data_dir, "Data directory")->required();
   revoke_cmd->add_option("--id", revoke.id, "Device id")->required();
   revoke_cmd->callback([&] { exit_code = run_certs_revoke(revoke); });
+  RenewServerOptions renew;
+  auto* renew_cmd = certs->add_subcommand(
+      "renew-server",
+      "Replace the server's key and certificate with new ones from the CA (SIGHUP the server)");
+  renew_cmd->add_option("--data", renew.data_dir, "Data directory")->required();
+  renew_cmd->add_option("--server-name", renew.server_names,
+                        "DNS name for the certificate (repeatable; default: the current ones)");
+  renew_cmd->add_option("--ip", renew.ips,
+                        "IP address for the certificate (repeatable; default: the current ones)");
+  renew_cmd->callback([&] { exit_code = run_certs_renew_server(renew); });
 
   auto* token = app.add_subcommand("token", "Manage admin API tokens");
   token->require_subcommand(1);

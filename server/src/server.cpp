@@ -94,8 +94,7 @@ unsigned thread_count(const ServerOptions& o) {
 
 struct Server::Impl {
   ServerOptions options;
-  std::unique_ptr<DeviceTls> device_tls;
-  std::shared_ptr<asio::ssl::context> admin_tls;
+  std::unique_ptr<ServerTls> tls;
   std::unique_ptr<Backend> backend;
   std::unique_ptr<DeviceService> devices;
   std::unique_ptr<AdminService> admin;
@@ -129,8 +128,8 @@ struct Server::Impl {
         return;
       }
       if (signo == SIGHUP) {
-        spdlog::info("signal name=SIGHUP action=reload_crl");
-        device_tls->reload();
+        spdlog::info("signal name=SIGHUP action=reload_tls");
+        (void)tls->reload();  // logged either way; the last good contexts stay in force
         wait_for_signal();
         return;
       }
@@ -195,12 +194,10 @@ result<void> check_options(const ServerOptions& o) {
   if (auto t = check_threshold(o); !t) {
     return t.error();
   }
-  const TlsMaterial material{o.server_cert_pem, o.server_key_pem, o.ca_pem};
-  if (auto device_tls = DeviceTls::create(material, o.crl_path); !device_tls) {
-    return device_tls.error();
-  }
-  if (auto admin_tls = make_admin_context(material); !admin_tls) {
-    return admin_tls.error();
+  const TlsMaterial material{o.server_cert_pem, o.server_key_pem, o.ca_pem, o.server_cert_path,
+                             o.server_key_path};
+  if (auto tls = ServerTls::create(material, o.crl_path); !tls) {
+    return tls.error();
   }
   return {};
 }
@@ -212,17 +209,13 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options) {
   if (auto t = check_threshold(o); !t) {
     return t.error();
   }
-  TlsMaterial material{o.server_cert_pem, o.server_key_pem, o.ca_pem};
-  auto device_tls = DeviceTls::create(material, o.crl_path);
-  if (!device_tls) {
-    return device_tls.error();
+  const TlsMaterial material{o.server_cert_pem, o.server_key_pem, o.ca_pem, o.server_cert_path,
+                             o.server_key_path};
+  auto tls = ServerTls::create(material, o.crl_path);
+  if (!tls) {
+    return tls.error();
   }
-  impl->device_tls = std::move(*device_tls);
-  auto admin_tls = make_admin_context(material);
-  if (!admin_tls) {
-    return admin_tls.error();
-  }
-  impl->admin_tls = std::move(*admin_tls);
+  impl->tls = std::move(*tls);
 
   auto catalog = storage::SqliteCatalog::open(o.database);
   if (!catalog) {
@@ -249,8 +242,8 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options) {
   impl->devices = std::make_unique<DeviceService>(*impl->backend, impl->metrics);
   impl->admin = std::make_unique<AdminService>(*impl->backend, o.trusted_keys, o.threshold,
                                                AdminLimits{o.max_image_bytes});
-  impl->ctx = std::make_unique<ServerContext>(o, *impl->device_tls, impl->admin_tls, *impl->backend,
-                                              *impl->devices, *impl->admin, impl->metrics);
+  impl->ctx = std::make_unique<ServerContext>(o, *impl->tls, *impl->backend, *impl->devices,
+                                              *impl->admin, impl->metrics);
 
   impl->io = std::make_unique<asio::io_context>();
   impl->strand.emplace(asio::make_strand(*impl->io));
@@ -266,9 +259,8 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options) {
     const CoapsLimits limits{o.coaps_max_sessions, o.coaps_max_sessions_per_address,
                              std::chrono::ceil<std::chrono::seconds>(o.coaps_idle_timeout),
                              o.coaps_max_handshakes};
-    auto coaps =
-        CoapsListener::create(*impl->io, o.coaps_listen, material, limits, *impl->device_tls,
-                              *impl->devices, *impl->backend, impl->metrics);
+    auto coaps = CoapsListener::create(*impl->io, o.coaps_listen, material, limits, *impl->tls,
+                                       *impl->devices, *impl->backend, impl->metrics);
     if (!coaps) {
       return coaps.error();
     }

@@ -104,7 +104,7 @@ done
 kill "$follower"
 exec 4<&-
 [ "$seen" -gt "$loaded" ] || fail "CRL not reloaded on SIGHUP"
-grep -q 'action=reload_crl' var/serve.log || fail "SIGHUP not logged"
+grep -q 'action=reload_tls' var/serve.log || fail "SIGHUP not logged"
 curl --silent --show-error --max-time 10 --cacert "$ca" "https://$admin/healthz" | grep -q ok ||
   fail "not serving after SIGHUP"
 

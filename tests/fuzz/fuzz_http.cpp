@@ -106,7 +106,7 @@ void write_file(const std::filesystem::path& p, std::string_view bytes) {
 struct World {
   std::filesystem::path dir;
   server::ServerOptions options;
-  std::unique_ptr<server::DeviceTls> device_tls;
+  std::unique_ptr<server::ServerTls> tls;
   std::unique_ptr<server::Backend> backend;
   server::Metrics metrics;
   std::unique_ptr<server::DeviceService> devices;
@@ -123,9 +123,12 @@ struct World {
     const std::vector<std::string> ips{"127.0.0.1"};
     server::TlsMaterial material{
         ca.issue_server(server_key.public_key(), dns, ips, now() - 60, 30).value().to_pem(),
-        server_key.to_pem().value(), ca.certificate().to_pem()};
+        server_key.to_pem().value(),
+        ca.certificate().to_pem(),
+        {},
+        {}};
     write_file(dir / "crl.pem", ca.make_crl({}, 1, now() - 60, 30).value().to_pem());
-    device_tls = server::DeviceTls::create(material, dir / "crl.pem").value();
+    tls = server::ServerTls::create(material, dir / "crl.pem").value();
     auto catalog = storage::SqliteCatalog::open(dir / "fwdepot.db").value();
     fuzz::check(static_cast<bool>(catalog->create_token("fuzz", hex_encode(sha256(kToken)), now())),
                 "the token is stored");
@@ -134,16 +137,15 @@ struct World {
     devices = std::make_unique<server::DeviceService>(*backend, metrics);
     admin = std::make_unique<server::AdminService>(*backend, std::vector<PublicKey>{signer}, 1,
                                                    server::AdminLimits{1 << 20});
-    ctx = std::make_unique<server::ServerContext>(options, *device_tls,
-                                                  server::make_admin_context(material).value(),
-                                                  *backend, *devices, *admin, metrics);
+    ctx =
+        std::make_unique<server::ServerContext>(options, *tls, *backend, *devices, *admin, metrics);
   }
   ~World() {
     ctx.reset();
     admin.reset();
     devices.reset();
     backend.reset();
-    device_tls.reset();
+    tls.reset();
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
   }

@@ -111,7 +111,7 @@ std::string remote_ip(coap_session_t* session) {
 }  // namespace
 
 struct CoapsListener::Impl {
-  Impl(asio::io_context& io, CoapsLimits limits, DeviceTls& tls, DeviceService& devices,
+  Impl(asio::io_context& io, CoapsLimits limits, ServerTls& tls, DeviceService& devices,
        Backend& backend, Metrics& metrics)
       : strand(asio::make_strand(io)),
         limits(limits),
@@ -371,8 +371,10 @@ struct CoapsListener::Impl {
     return true;
   }
 
-  // Every handshake verifies against the device listener's current store: the device CA and
-  // the CRL that HTTPS uses, reloaded when its file changes.
+  // Every handshake verifies against the device listener's current store (the device CA and
+  // the CRL that HTTPS uses, reloaded when its file changes) and presents the device listener's
+  // current certificate: libcoap runs this on the ClientHello, before the server's certificate
+  // is chosen, so a renewed certificate is in force for CoAPS too from the next handshake.
   static int tls_setup(void* tls_session, coap_dtls_pki_t* setup) {
     auto* self = static_cast<Impl*>(setup->cn_call_back_arg);
     auto* ssl = static_cast<SSL*>(tls_session);
@@ -380,9 +382,15 @@ struct CoapsListener::Impl {
       return 0;
     }
     SSL_set_options(ssl, SSL_OP_NO_RENEGOTIATION);
-    const auto context = self->tls.current();
-    X509_STORE* store = SSL_CTX_get_cert_store(context->native_handle());
-    return SSL_set1_verify_cert_store(ssl, store) == 1 ? 1 : 0;
+    const auto context = self->tls.device();
+    SSL_CTX* native = context->native_handle();
+    STACK_OF(X509)* chain = nullptr;
+    if (SSL_CTX_get0_chain_certs(native, &chain) != 1 ||
+        SSL_use_cert_and_key(ssl, SSL_CTX_get0_certificate(native), SSL_CTX_get0_privatekey(native),
+                             chain, 1) != 1) {
+      return 0;
+    }
+    return SSL_set1_verify_cert_store(ssl, SSL_CTX_get_cert_store(native)) == 1 ? 1 : 0;
   }
 
   // OpenSSL has verified the chain and the CRL by now (it calls this only for a chain it
@@ -471,7 +479,7 @@ struct CoapsListener::Impl {
 
   asio::strand<asio::io_context::executor_type> strand;
   CoapsLimits limits;
-  DeviceTls& tls;
+  ServerTls& tls;
   DeviceService& devices;
   Backend& backend;
   Metrics& metrics;
@@ -498,7 +506,7 @@ CoapsListener::~CoapsListener() = default;
 
 result<std::unique_ptr<CoapsListener>> CoapsListener::create(
     asio::io_context& io, std::string_view listen, const TlsMaterial& material, CoapsLimits limits,
-    DeviceTls& device_tls, DeviceService& devices, Backend& backend, Metrics& metrics) {
+    ServerTls& tls, DeviceService& devices, Backend& backend, Metrics& metrics) {
   static std::once_flag started;
   std::call_once(started, [] {
     coap_startup();
@@ -540,7 +548,7 @@ result<std::unique_ptr<CoapsListener>> CoapsListener::create(
     return bad("not an IP address");
   }
 
-  auto impl = std::make_unique<Impl>(io, limits, device_tls, devices, backend, metrics);
+  auto impl = std::make_unique<Impl>(io, limits, tls, devices, backend, metrics);
   impl->ca_pem = material.ca_pem;
   impl->cert_pem = material.server_cert_pem;
   impl->key_pem = material.server_key_pem;

@@ -20,7 +20,7 @@ namespace fwdepot::server {
 
 class Backend;
 class DeviceService;
-class DeviceTls;
+class ServerTls;
 class Metrics;
 struct TlsMaterial;
 
@@ -34,11 +34,11 @@ struct CoapsLimits {
 class CoapsListener {
  public:
   /// Binds `listen` (ADDR:PORT, port 0 picks one). Devices authenticate with certificates from
-  /// the device CA, checked against the same CRL as HTTPS (DeviceTls's current store), or with
-  /// a pre-shared key provisioned in the catalog, looked up per handshake.
+  /// the device CA, checked against the same CRL as HTTPS (ServerTls's current device store), or
+  /// with a pre-shared key provisioned in the catalog, looked up per handshake.
   [[nodiscard]] static result<std::unique_ptr<CoapsListener>> create(
       boost::asio::io_context& io, std::string_view listen, const TlsMaterial& material,
-      CoapsLimits limits, DeviceTls& device_tls, DeviceService& devices, Backend& backend,
+      CoapsLimits limits, ServerTls& tls, DeviceService& devices, Backend& backend,
       Metrics& metrics);
   ~CoapsListener();
 

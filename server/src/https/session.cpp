@@ -56,8 +56,7 @@ asio::awaitable<void> run_session(tcp::socket socket, Listener l, ServerContext&
   const auto remote = socket.remote_endpoint(ignored);
   const std::string peer = remote.address().to_string() + ":" + std::to_string(remote.port());
 
-  std::shared_ptr<ssl::context> tls =
-      l == Listener::device ? ctx.device_tls.current() : ctx.admin_tls;
+  std::shared_ptr<ssl::context> tls = l == Listener::device ? ctx.tls.device() : ctx.tls.admin();
   Stream stream(std::move(socket), *tls);
   auto& lowest = beast::get_lowest_layer(stream);
 

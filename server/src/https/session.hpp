@@ -30,19 +30,12 @@ struct SessionHandle {
 
 /// Everything a session needs; owned by the server, outliving every session.
 struct ServerContext {
-  ServerContext(const ServerOptions& o, DeviceTls& d, std::shared_ptr<boost::asio::ssl::context> a,
-                Backend& b, DeviceService& ds, AdminService& as, Metrics& m)
-      : options(o),
-        device_tls(d),
-        admin_tls(std::move(a)),
-        backend(b),
-        devices(ds),
-        admin(as),
-        metrics(m) {}
+  ServerContext(const ServerOptions& o, ServerTls& t, Backend& b, DeviceService& ds,
+                AdminService& as, Metrics& m)
+      : options(o), tls(t), backend(b), devices(ds), admin(as), metrics(m) {}
 
   const ServerOptions& options;
-  DeviceTls& device_tls;
-  std::shared_ptr<boost::asio::ssl::context> admin_tls;
+  ServerTls& tls;
   Backend& backend;
   DeviceService& devices;
   AdminService& admin;

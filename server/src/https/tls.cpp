@@ -77,21 +77,17 @@ std::string stamp_of(const std::filesystem::path& path) {
 
 }  // namespace
 
-result<std::shared_ptr<ssl::context>> make_admin_context(const TlsMaterial& material) {
-  return base_context(material);
-}
-
-result<std::unique_ptr<DeviceTls>> DeviceTls::create(TlsMaterial material,
+result<std::unique_ptr<ServerTls>> ServerTls::create(TlsMaterial material,
                                                      std::filesystem::path crl_path) {
-  std::unique_ptr<DeviceTls> tls(new DeviceTls(std::move(material), std::move(crl_path)));
+  std::unique_ptr<ServerTls> tls(new ServerTls(material, std::move(crl_path)));
   std::lock_guard lock(tls->mutex_);
-  if (auto r = tls->rebuild_locked(); !r) {
+  if (auto r = tls->rebuild_locked(material); !r) {
     return r.error();
   }
   return tls;
 }
 
-result<void> DeviceTls::rebuild_locked() {
+result<void> ServerTls::rebuild_locked(const TlsMaterial& material) {
   file_stamp_ = stamp_of(crl_path_);
   auto crl_pem = read_file(crl_path_);
   if (!crl_pem) {
@@ -101,7 +97,7 @@ result<void> DeviceTls::rebuild_locked() {
   if (!crl) {
     return Error(crl.error().code, crl_path_.string() + ": " + crl.error().message());
   }
-  auto ca = certs::Certificate::chain_from_pem(material_.ca_pem);
+  auto ca = certs::Certificate::chain_from_pem(material.ca_pem);
   if (!ca) {
     return Error(ca.error().code, "device CA: " + ca.error().message());
   }
@@ -118,11 +114,15 @@ result<void> DeviceTls::rebuild_locked() {
     return Error(certs::error::invalid_crl, crl_path_.string() + ": not signed by the device CA");
   }
 
-  auto ctx = base_context(material_);
-  if (!ctx) {
-    return ctx.error();
+  auto admin = base_context(material);
+  if (!admin) {
+    return admin.error();
   }
-  SSL_CTX* native = (*ctx)->native_handle();
+  auto device = base_context(material);
+  if (!device) {
+    return device.error();
+  }
+  SSL_CTX* native = (*device)->native_handle();
   openssl::X509StorePtr store(X509_STORE_new());
   if (!store) {
     return tls_error("X509_STORE_new");
@@ -149,28 +149,57 @@ result<void> DeviceTls::rebuild_locked() {
   // CRL change builds a new context (new ticket keys: no old session resumes), and a session
   // lasts at most this long.
   SSL_CTX_set_timeout(native, kSessionLifetimeSeconds);
-  context_ = std::move(*ctx);
+  device_ = std::move(*device);
+  admin_ = std::move(*admin);
+  material_ = material;
   spdlog::info("crl_loaded path={} number={} revoked={} next_update={}",
                log_value(crl_path_.string()), crl->number(), crl->revoked_count(),
                crl->next_update());
   return {};
 }
 
-std::shared_ptr<ssl::context> DeviceTls::current() {
+std::shared_ptr<ssl::context> ServerTls::device() {
   std::lock_guard lock(mutex_);
   if (stamp_of(crl_path_) != file_stamp_) {
-    if (auto r = rebuild_locked(); !r) {
+    if (auto r = rebuild_locked(material_); !r) {
       spdlog::error("crl_rejected kept=last_good error={}", log_value(r.error().message()));
     }
   }
-  return context_;
+  return device_;
 }
 
-void DeviceTls::reload() {
+std::shared_ptr<ssl::context> ServerTls::admin() {
   std::lock_guard lock(mutex_);
-  if (auto r = rebuild_locked(); !r) {
-    spdlog::error("crl_rejected kept=last_good error={}", log_value(r.error().message()));
+  return admin_;
+}
+
+result<void> ServerTls::reload() {
+  std::lock_guard lock(mutex_);
+  TlsMaterial next = material_;
+  if (!material_.server_cert_path.empty()) {
+    auto cert = read_file(material_.server_cert_path);
+    auto key = read_file(material_.server_key_path);
+    if (!cert || !key) {
+      const Error e = !cert ? cert.error() : key.error();
+      spdlog::error("tls_reload_rejected kept=last_good error={}", log_value(e.message()));
+      return e;
+    }
+    next.server_cert_pem = std::move(*cert);
+    next.server_key_pem = std::move(*key);
   }
+  const bool renewed = next.server_cert_pem != material_.server_cert_pem;
+  if (auto r = rebuild_locked(next); !r) {
+    spdlog::error("tls_reload_rejected kept=last_good error={}", log_value(r.error().message()));
+    return r.error();
+  }
+  if (renewed) {
+    if (auto chain = certs::Certificate::chain_from_pem(next.server_cert_pem);
+        chain && !chain->empty()) {
+      spdlog::info("server_certificate_loaded serial={} not_after={}", chain->front().serial_hex(),
+                   chain->front().not_after());
+    }
+  }
+  return {};
 }
 
 }  // namespace fwdepot::server

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// TLS contexts for the two listeners, and the device listener's CRL reloading.
+// TLS contexts for the two listeners, with CRL and server certificate reloading.
 #pragma once
 
 #include "fwdepot/core/error.hpp"
@@ -14,40 +14,52 @@
 namespace fwdepot::server {
 
 struct TlsMaterial {
-  std::string server_cert_pem;
+  std::string server_cert_pem;  // the server certificate, then its chain
   std::string server_key_pem;
   std::string ca_pem;  // device CA
+  // Where the certificate and key came from: when set, reload() reads them again, so that a
+  // renewed server certificate is in force without a restart. Empty: fixed at creation.
+  std::filesystem::path server_cert_path;
+  std::filesystem::path server_key_path;
 };
 
-/// TLS 1.2 and 1.3 only; on TLS 1.2 only ECDHE key exchange with AEAD ciphers.
-[[nodiscard]] result<std::shared_ptr<boost::asio::ssl::context>> make_admin_context(
-    const TlsMaterial& material);
-
-/// The device listener's context, rebuilt when the CRL file changes. Each new connection asks
-/// current(): one stat(2) of the CRL file, and a rebuild only when it changed, so a revocation
-/// is in force for the very next handshake without polling. A CRL that does not parse, or is
-/// not signed by the CA, is logged and the last good context stays in force.
-class DeviceTls {
+/// The TLS contexts of both HTTPS listeners (and the certificates and verify store CoAPS uses):
+/// TLS 1.2 and 1.3 only, on TLS 1.2 only ECDHE key exchange with AEAD ciphers. The device
+/// context requires a client certificate from the device CA and checks it against the CRL.
+///
+/// Each new connection asks for the current context. The device context is rebuilt when the
+/// CRL file changes (one stat(2) per connection), so a revocation is in force for the very next
+/// handshake without polling. reload() (SIGHUP) also reads the server certificate and key
+/// again. Whatever does not load (a CRL that does not parse or is not signed by the CA, a
+/// certificate that does not parse, a key that does not match it) is logged and the last good
+/// contexts stay in force, all of them: the listeners never serve a mix of old and new.
+/// Connections already open keep the context they began with.
+class ServerTls {
  public:
   /// Errors: bad certificate, key or CA; a missing or bad CRL (at start we fail fast).
-  [[nodiscard]] static result<std::unique_ptr<DeviceTls>> create(TlsMaterial material,
+  [[nodiscard]] static result<std::unique_ptr<ServerTls>> create(TlsMaterial material,
                                                                  std::filesystem::path crl_path);
 
-  /// The context for a new connection. Thread-safe.
-  [[nodiscard]] std::shared_ptr<boost::asio::ssl::context> current();
-  /// Re-reads the CRL now (SIGHUP). Thread-safe.
-  void reload();
+  /// The device listener's context for a new connection. Thread-safe.
+  [[nodiscard]] std::shared_ptr<boost::asio::ssl::context> device();
+  /// The admin listener's context for a new connection. Thread-safe.
+  [[nodiscard]] std::shared_ptr<boost::asio::ssl::context> admin();
+  /// Re-reads the CRL and, when their paths are known, the server certificate and key (SIGHUP).
+  /// Thread-safe. Errors: what did not load; the last good contexts are still in force.
+  result<void> reload();
 
  private:
-  DeviceTls(TlsMaterial material, std::filesystem::path crl_path)
+  ServerTls(TlsMaterial material, std::filesystem::path crl_path)
       : material_(std::move(material)), crl_path_(std::move(crl_path)) {}
-  // Rebuilds from the file; the caller holds mutex_.
-  result<void> rebuild_locked();
+  // Builds both contexts from `material` and the CRL file and installs them only if all of it
+  // loads. The caller holds mutex_.
+  result<void> rebuild_locked(const TlsMaterial& material);
 
-  TlsMaterial material_;
+  TlsMaterial material_;  // the last good
   std::filesystem::path crl_path_;
   std::mutex mutex_;
-  std::shared_ptr<boost::asio::ssl::context> context_;
+  std::shared_ptr<boost::asio::ssl::context> device_;
+  std::shared_ptr<boost::asio::ssl::context> admin_;
   std::string file_stamp_;  // inode, size and mtime of the CRL last looked at
 };
 

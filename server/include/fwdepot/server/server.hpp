@@ -24,6 +24,10 @@ struct ServerOptions {
   std::string ca_pem;           // device CA: the trust anchor for client certificates
   std::string server_cert_pem;  // server certificate (chain), used by both listeners
   std::string server_key_pem;
+  // Where the two came from. When set, SIGHUP reads them again: a renewed certificate is in
+  // force for the next handshake on every listener, without a restart.
+  std::filesystem::path server_cert_path;
+  std::filesystem::path server_key_path;
   std::filesystem::path crl_path;  // re-read when it changes and on SIGHUP
 
   std::filesystem::path database;
