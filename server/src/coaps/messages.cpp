@@ -68,8 +68,11 @@ std::string uri_host(const coap_pdu_t* request) {
   if (bare.size() > 2 && bare.front() == '[' && bare.back() == ']') {
     bare = bare.substr(1, bare.size() - 2);
   }
+  // inet_pton reads up to a NUL: only the characters of an address may reach it, or "::\0junk"
+  // would pass as "::" and carry the junk into the URL.
   in6_addr v6{};
-  if (inet_pton(AF_INET6, bare.c_str(), &v6) == 1) {
+  if (!bare.empty() && bare.find_first_not_of("0123456789abcdefABCDEF:.") == std::string::npos &&
+      inet_pton(AF_INET6, bare.c_str(), &v6) == 1) {
     return "[" + bare + "]";
   }
   const bool name = !host.empty() && host.size() <= 253 &&
