@@ -68,8 +68,9 @@ struct RenewServerOptions {
   std::vector<std::string> server_names;  // default: the current certificate's
   std::vector<std::string> ips;           // default: the current certificate's
 };
-/// A new server key and certificate from the data directory's CA, replacing the old ones
-/// atomically; a running server takes them on SIGHUP.
+/// A new server key and certificate from the data directory's CA, each file replaced by a
+/// rename (key first); a running server takes them on SIGHUP. If it stops between the two
+/// renames, the key no longer matches the certificate: run it again.
 int run_certs_renew_server(const RenewServerOptions& o);
 
 struct TokenOptions {

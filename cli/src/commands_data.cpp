@@ -419,7 +419,8 @@ int run_certs_renew_server(const RenewServerOptions& o) {
     return fail(w.error().message());
   }
   if (auto w = replace_file(config->server_cert, cert->to_pem(), kPublicFileMode); !w) {
-    return fail(w.error().message());
+    return fail(w.error().message() +
+                "; the new key is in place without its certificate: " + "run renew-server again");
   }
   std::string all;
   for (const auto& n : names) {

@@ -6,7 +6,7 @@
 # and admin listeners and over CoAPS, gets the new certificate; the revoked device's new
 # handshakes are refused over HTTPS and CoAPS, while the others' succeed. A certificate that does
 # not parse, and a key that does not match it, are each refused on SIGHUP with an error in the
-# log, and the last good certificate stays in force.
+# log, and the last good certificate stays in force; a revocation in the same change applies.
 set -euo pipefail
 fwdepot=$1
 # shellcheck source=lib.sh
@@ -35,6 +35,14 @@ checkin() {  # DEVICE: the status of one check-in over a new connection
     --key "$1.key" -H 'Content-Type: application/json' \
     -d '{"model":"m1","version":"1.0.0","state":"idle"}' \
     "https://$device/api/v1/device/checkin" 2>/dev/null || true
+}
+revoked_refusals() {  # handshakes the device listener refused for a revoked certificate
+  grep -c ' tls_refused listener=device .*reason="certificate revoked"' server.log || true
+}
+coaps_dtls_failures() {  # failed CoAPS handshakes, from /metrics
+  curl -sS --max-time 30 --cacert d/pki/ca.pem "https://$admin/metrics" |
+    sed -n 's/^fwdepot_tls_handshake_failures_total{listener="coaps",reason="dtls"} //p' |
+    grep . || echo 0
 }
 coaps_checkin() {  # DEVICE: coap-client's output for a check-in over a new DTLS session
   timeout 30 coap-client-openssl -m post -t json -B 10 -R d/pki/ca.pem -c "$1.pem" -j "$1.key" \
@@ -113,25 +121,34 @@ echo go >go
 wait "$held_pid" || fail "the held connection: $(cat held.log)"
 grep -qx "after serial=$old status=200" held.log || fail "the held connection: $(cat held.log)"
 [ "$(checkin dev-c)" = 200 ] || fail "dev-c over a new connection after the rotation"
+refusals=$(revoked_refusals)
 [ "$(checkin dev-b)" = 000 ] || fail "revoked dev-b was not refused over HTTPS"
+[ "$(revoked_refusals)" -gt "$refusals" ] || fail "dev-b was not refused as revoked"
 grep -q '"update"' <<<"$(coaps_checkin dev-c)" || fail "dev-c over CoAPS: $(coaps_checkin dev-c)"
+dtls_failures=$(coaps_dtls_failures)
 out=$(coaps_checkin dev-b)
 ! grep -q '"update"' <<<"$out" || fail "revoked dev-b was served over CoAPS: $out"
+[ "$(coaps_dtls_failures)" -gt "$dtls_failures" ] || fail "dev-b's DTLS handshake did not fail"
 
 # A broken renewal is refused and the last good certificate stays in force: first a certificate
-# that does not parse, then a key that does not match the certificate.
+# that does not parse, then a key that does not match the certificate. A device revoked in the
+# same change is refused all the same: the CRL does not wait for a good certificate.
 cp d/pki/server.pem good.pem
 cp d/pki/server.key good.key
 echo "not a certificate" >d/pki/server.pem
+"$fwdepot" certs revoke --data d --id dev-c >/dev/null
 reloaded " tls_reload_rejected kept=last_good "
 [ "$(device_tls)" = "$new" ] && [ "$(admin_tls)" = "$new" ] && [ "$(coaps_tls)" = "$new" ] ||
   fail "a certificate that does not parse was not refused"
+refusals=$(revoked_refusals)
+[ "$(checkin dev-c)" = 000 ] || fail "dev-c, revoked with a refused renewal, was served"
+[ "$(revoked_refusals)" -gt "$refusals" ] || fail "dev-c was not refused as revoked"
 cp good.pem d/pki/server.pem
 "$fwdepot" keys generate --out other >/dev/null
 cp other.key d/pki/server.key
 reloaded " tls_reload_rejected kept=last_good error=.*mismatch"
 [ "$(device_tls)" = "$new" ] && [ "$(admin_tls)" = "$new" ] && [ "$(coaps_tls)" = "$new" ] ||
   fail "a key that does not match was not refused"
-[ "$(checkin dev-c)" = 200 ] || fail "dev-c after the refused renewals"
+[ "$(checkin dev-a)" = 200 ] || fail "dev-a after the refused renewals"
 ! grep -q 'PRIVATE KEY' server.log || fail "key material in the log"
 echo "rotation: ok (serial $old -> $new)"

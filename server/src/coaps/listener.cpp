@@ -385,6 +385,9 @@ struct CoapsListener::Impl {
     const auto context = self->tls.device();
     SSL_CTX* native = context->native_handle();
     STACK_OF(X509)* chain = nullptr;
+    // Cleared first: libcoap has installed the certificate it started with, and a renewed one
+    // of another key type would otherwise only take a second slot beside it.
+    SSL_certs_clear(ssl);
     if (SSL_CTX_get0_chain_certs(native, &chain) != 1 ||
         SSL_use_cert_and_key(ssl, SSL_CTX_get0_certificate(native), SSL_CTX_get0_privatekey(native),
                              chain, 1) != 1) {

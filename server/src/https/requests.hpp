@@ -322,6 +322,13 @@ template <class Stream>
 asio::awaitable<std::pair<error_code, std::optional<std::string>>> read_small_body(
     Stream& stream, beast::flat_buffer& buffer, http::request_parser<http::empty_body>& head,
     Listener l, Exchange& ex, std::chrono::milliseconds timeout) {
+  if (head.content_length().value_or(0) > kMaxJsonBodyBytes) {
+    // Refused on the declared length, before a parser sized by it exists (a string body
+    // reserves its Content-Length). The body stays unread: the connection lingers, then closes.
+    ex.keep_alive = false;
+    ApiResponse refusal = api_error(413, "too_large", "request body over 64 KiB");
+    co_return std::pair{co_await write_api(stream, l, ex, std::move(refusal)), std::nullopt};
+  }
   ex.unread_body = false;
   http::request_parser<http::string_body> parser(std::move(head));
   parser.body_limit(kMaxJsonBodyBytes);

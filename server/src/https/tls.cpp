@@ -190,6 +190,13 @@ result<void> ServerTls::reload() {
   const bool renewed = next.server_cert_pem != material_.server_cert_pem;
   if (auto r = rebuild_locked(next); !r) {
     spdlog::error("tls_reload_rejected kept=last_good error={}", log_value(r.error().message()));
+    // The CRL must not wait for a good certificate: a revocation in the same change is in
+    // force with the last good pair.
+    if (renewed) {
+      if (auto crl = rebuild_locked(material_); !crl) {
+        spdlog::error("crl_rejected kept=last_good error={}", log_value(crl.error().message()));
+      }
+    }
     return r.error();
   }
   if (renewed) {
