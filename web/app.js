@@ -274,6 +274,14 @@ function devices(root) {
   return refresh;
 }
 
+// What a device reported about itself (hawkBit DDI configData), as a key/value list.
+function attributes(attrs) {
+  const keys = Object.keys(attrs ?? {}).sort();
+  if (!keys.length) return '—';
+  return h('dl', { class: 'attributes', id: 'device-attributes' },
+    ...keys.flatMap((k) => [h('dt', {}, k), h('dd', {}, attrs[k])]));
+}
+
 function device(root, [id]) {
   const info = h('dl');
   const timeline = h('ol', { class: 'timeline', id: 'timeline' });
@@ -286,10 +294,11 @@ function device(root, [id]) {
     const item = (k, v) => [h('dt', {}, k), h('dd', {}, v)];
     info.replaceChildren(
       ...item('Certificate identity (CN)', d.id), ...item('Model', d.model),
-      ...item('Version', h('span', { id: 'device-version' }, d.version)), ...item('State', d.state),
+      ...item('Version', h('span', { id: 'device-version' }, d.version || 'unknown')), ...item('State', d.state),
       ...item('Last result', d.last_result ?? '—'),
       ...item('Last message', h('span', { id: 'device-message' }, d.last_message ?? '—')),
-      ...item('First seen', when(d.first_seen)), ...item('Last seen', when(d.last_seen)));
+      ...item('First seen', when(d.first_seen)), ...item('Last seen', when(d.last_seen)),
+      ...item('Attributes', attributes(d.attributes)));
     timeline.replaceChildren(...ev.events.map((e) => h('li', {},
       h('time', {}, when(e.at)),
       `${e.version} · ${e.state}`,
@@ -322,7 +331,7 @@ function images(root) {
   const refresh = async () => {
     const { images: all } = await api('GET', '/images');
     list.replaceChildren(...all.map((i) => h('tr', { 'data-image': i.id },
-      h('td', {}, String(i.id)), h('td', {}, i.name), h('td', {}, i.version),
+      h('td', {}, String(i.id)), h('td', {}, i.name), h('td', {}, i.version), h('td', { class: 'mono' }, i.filename),
       h('td', {}, i.models.join(', ')), h('td', {}, bytes(i.size)),
       h('td', { class: 'mono' }, i.sha256), h('td', { class: 'mono' }, i.signer_key_ids.map((k) => k.slice(0, 16)).join(' ')),
       h('td', {}, h('button', {
@@ -336,7 +345,7 @@ function images(root) {
   root.append(h('h1', {}, 'Images'), h('p', { class: 'error live', role: 'alert' }),
     h('h2', {}, 'Upload'), form, h('h2', {}, 'Stored images'),
     h('div', { class: 'table-wrap' }, h('table', {},
-      h('thead', {}, h('tr', {}, ['Id', 'Name', 'Version', 'Models', 'Size', 'SHA-256', 'Signed by', ''].map((c) => h('th', { scope: 'col' }, c)))),
+      h('thead', {}, h('tr', {}, ['Id', 'Name', 'Version', 'File', 'Models', 'Size', 'SHA-256', 'Signed by', ''].map((c) => h('th', { scope: 'col' }, c)))),
       list)));
   return refresh;
 }
@@ -350,12 +359,18 @@ function deployments(root) {
     h('label', { for: 'deploy-image' }, 'Image'), imageSelect,
     h('label', { for: 'deploy-models' }, 'Models (comma separated)'), h('input', { id: 'deploy-models' }),
     h('label', { for: 'deploy-devices' }, 'Devices (comma separated)'), h('input', { id: 'deploy-devices' }),
+    h('label', { for: 'deploy-action' }, 'Action type'),
+    h('select', { id: 'deploy-action' },
+      h('option', { value: 'forced' }, 'Forced: download and install at once'),
+      h('option', { value: 'soft' }, 'Soft: the device may ask first'),
+      h('option', { value: 'downloadonly' }, 'Download only: never install')),
     h('label', {}, h('input', { id: 'deploy-downgrade', type: 'checkbox' }), ' Allow downgrade'),
     h('button', { class: 'primary', type: 'submit' }, 'Deploy'), status);
   onSubmit(form, status, async () => {
     const d = await api('POST', '/deployments', {
       image_id: Number(imageSelect.value), models: split($('deploy-models').value),
       devices: split($('deploy-devices').value), allow_downgrade: $('deploy-downgrade').checked,
+      action_type: $('deploy-action').value,
     });
     refresh();
     return `Deployment ${d.id} created.`;
@@ -373,7 +388,7 @@ function deployments(root) {
       return h('tr', { 'data-deployment': d.id },
         h('td', {}, String(d.id)), h('td', {}, String(d.image_id)),
         h('td', {}, [...d.models.map((m) => `model ${m}`), ...d.devices].join(', ')),
-        h('td', {}, d.allow_downgrade ? 'yes' : 'no'),
+        h('td', {}, d.action_type), h('td', {}, d.allow_downgrade ? 'yes' : 'no'),
         h('td', { class: 'progress' }, p ? [
           h('progress', { max: Math.max(1, p.targeted), value: p.at_version, 'aria-label': `Deployment ${d.id}: devices at the version` }),
           `${p.at_version}/${p.targeted} at version · ${p.in_progress} updating · ${p.failed} failed`] : 'cancelled'),
@@ -389,7 +404,7 @@ function deployments(root) {
   root.append(h('h1', {}, 'Deployments'), h('p', { class: 'error live', role: 'alert' }),
     h('h2', {}, 'New deployment'), form, h('h2', {}, 'All deployments'),
     h('div', { class: 'table-wrap' }, h('table', {},
-      h('thead', {}, h('tr', {}, ['Id', 'Image', 'Targets', 'Downgrade', 'Progress', ''].map((c) => h('th', { scope: 'col' }, c)))),
+      h('thead', {}, h('tr', {}, ['Id', 'Image', 'Targets', 'Action', 'Downgrade', 'Progress', ''].map((c) => h('th', { scope: 'col' }, c)))),
       list)));
   return refresh;
 }

@@ -56,6 +56,8 @@ result<server::ServerOptions> server_options(const Config& c) {
   o.coaps_max_sessions_per_address = static_cast<std::size_t>(c.coaps_max_sessions_per_address);
   o.coaps_max_handshakes = static_cast<std::size_t>(c.coaps_max_handshakes);
   o.coaps_idle_timeout = std::chrono::milliseconds(c.coaps_idle_timeout_ms);
+  o.ddi_tenant = c.ddi_tenant;
+  o.ddi_polling_sleep = std::chrono::seconds(c.ddi_polling_sleep_s);
   return o;
 }
 

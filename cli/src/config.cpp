@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <charconv>
 #include <variant>
 
@@ -27,7 +28,7 @@ struct Spec {
 
 constexpr std::int64_t kMaxInt = std::int64_t{1} << 53;  // exact in TOML tools and JSON
 
-const std::array<Spec, 26> kSpecs = {{
+const std::array<Spec, 28> kSpecs = {{
     {{"server.device_listen", "device-listen", "ADDR:PORT for devices (port 0 picks one)"},
      &Config::device_listen,
      "0.0.0.0:8443"},
@@ -122,6 +123,14 @@ const std::array<Spec, 26> kSpecs = {{
      "120000",
      1000,
      86'400'000},
+    {{"ddi.tenant", "ddi-tenant", "hawkBit DDI tenant in device URLs; empty turns DDI off"},
+     &Config::ddi_tenant,
+     "DEFAULT"},
+    {{"ddi.polling_sleep_s", "ddi-polling-sleep-s", "polling interval DDI agents are told"},
+     &Config::ddi_polling_sleep_s,
+     "300",
+     1,
+     604'800},
 }};
 
 const Spec* find_spec(std::string_view key) {
@@ -216,15 +225,22 @@ result<void> read_file(const fs::path& file, const fs::path& base,
 // error (a typo), while other FWDEPOT_* variables belong to other tools.
 result<void> read_environment(char** environment, const fs::path& base,
                               std::map<std::string_view, Raw>& raw) {
-  constexpr std::array<std::string_view, 5> kSections = {
-      "FWDEPOT_SERVER_", "FWDEPOT_TLS_", "FWDEPOT_SIGNING_", "FWDEPOT_STORAGE_", "FWDEPOT_LIMITS_"};
+  // FWDEPOT_SERVER_, FWDEPOT_TLS_, ...: one prefix per section of the key table.
+  std::vector<std::string> sections;
+  for (const Spec& s : kSpecs) {
+    const std::string key(s.doc.key);
+    std::string prefix = config_env_name(key.substr(0, key.find('.'))) + "_";
+    if (std::find(sections.begin(), sections.end(), prefix) == sections.end()) {
+      sections.push_back(std::move(prefix));
+    }
+  }
   for (char** e = environment; e != nullptr && *e != nullptr; ++e) {
     const std::string_view entry(*e);
     const auto eq = entry.find('=');
     const std::string_view name = entry.substr(0, eq);
     if (eq == std::string_view::npos ||
-        std::none_of(kSections.begin(), kSections.end(),
-                     [&](std::string_view p) { return name.starts_with(p); })) {
+        std::none_of(sections.begin(), sections.end(),
+                     [&](const std::string& p) { return name.starts_with(p); })) {
       continue;
     }
     const auto spec = std::find_if(kSpecs.begin(), kSpecs.end(), [&](const Spec& s) {
@@ -358,6 +374,10 @@ coaps_max_sessions = 10000        # authenticated CoAPS (DTLS) sessions in total
 coaps_max_sessions_per_address = 256  # ... from one IP address (NAT: raise it)
 coaps_max_handshakes = 1000       # half-open DTLS handshakes (one per source address)
 coaps_idle_timeout_ms = 120000    # an idle CoAPS session is dropped after this
+
+[ddi]
+tenant = "DEFAULT"                # hawkBit DDI at /TENANT/controller/v1/ID; "" turns it off
+polling_sleep_s = 300             # the polling interval DDI agents are told (config.polling)
 )";
 }
 
@@ -407,6 +427,15 @@ result<Config> load_config(const fs::path& data_dir, const ConfigFlags& flags, c
   if (c.log_format != "text" && c.log_format != "json") {
     return config_error("server.log_format (" + c.sources.at("server.log_format") + ")",
                         "must be text or json");
+  }
+  // The tenant is the first segment of DDI URLs on the device listener, beside /api.
+  if (!c.ddi_tenant.empty() && (c.ddi_tenant == "api" || c.ddi_tenant.size() > 64 ||
+                                !std::all_of(c.ddi_tenant.begin(), c.ddi_tenant.end(), [](char ch) {
+                                  return std::isalnum(static_cast<unsigned char>(ch)) != 0 ||
+                                         ch == '_' || ch == '-' || ch == '.';
+                                }))) {
+    return config_error("ddi.tenant (" + c.sources.at("ddi.tenant") + ")",
+                        "must be 1-64 letters, digits, '.', '_' or '-', and not 'api'");
   }
   if (static_cast<std::size_t>(c.threshold) > c.trusted_keys.size()) {
     return config_error("signing.threshold (" + c.sources.at("signing.threshold") + ")",

@@ -51,6 +51,9 @@ struct Config {
   std::int64_t coaps_max_sessions_per_address = 0;
   std::int64_t coaps_max_handshakes = 0;
   std::int64_t coaps_idle_timeout_ms = 0;
+  // [ddi]
+  std::string ddi_tenant;  // empty: hawkBit DDI off
+  std::int64_t ddi_polling_sleep_s = 0;
 
   std::map<std::string, std::string, std::less<>> sources;  // key → where its value came from
 };

@@ -98,6 +98,7 @@ struct Server::Impl {
   std::unique_ptr<Backend> backend;
   std::unique_ptr<DeviceService> devices;
   std::unique_ptr<AdminService> admin;
+  std::unique_ptr<DdiService> ddi;
   Metrics metrics;
   std::unique_ptr<ServerContext> ctx;
 
@@ -238,12 +239,20 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options) {
   for (const auto id : report->broken_images) {
     spdlog::error("storage_broken_image image={}", id);
   }
+  if (report->hashed_images > 0) {
+    spdlog::info("storage_hashes_filled images={}", report->hashed_images);
+  }
   impl->backend = std::make_unique<Backend>(std::move(*catalog), std::move(*blobs));
   impl->devices = std::make_unique<DeviceService>(*impl->backend, impl->metrics);
   impl->admin = std::make_unique<AdminService>(*impl->backend, o.trusted_keys, o.threshold,
                                                AdminLimits{o.max_image_bytes});
   impl->ctx = std::make_unique<ServerContext>(o, *impl->tls, *impl->backend, *impl->devices,
                                               *impl->admin, impl->metrics);
+  if (!o.ddi_tenant.empty()) {
+    impl->ddi = std::make_unique<DdiService>(*impl->backend, impl->metrics,
+                                             DdiOptions{o.ddi_tenant, o.ddi_polling_sleep});
+    impl->ctx->ddi = impl->ddi.get();
+  }
 
   impl->io = std::make_unique<asio::io_context>();
   impl->strand.emplace(asio::make_strand(*impl->io));

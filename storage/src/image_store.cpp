@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "fwdepot/storage/image_store.hpp"
 
+#include "fwdepot/core/digest.hpp"
+
 #include <algorithm>
 
 namespace fwdepot::storage {
@@ -34,6 +36,33 @@ result<void> remove_image(Catalog& catalog, BlobStore& blobs, std::int64_t id) {
   return {};
 }
 
+namespace {
+
+// SHA-1 and MD5 of a stored blob, read in chunks.
+result<ArtifactHashes> hash_blob(BlobStore& blobs, const Sha256Digest& digest) {
+  auto reader = blobs.open_blob(digest);
+  if (!reader) {
+    return reader.error();
+  }
+  ArtifactHasher hasher;
+  std::vector<char> chunk(64 * 1024);
+  std::uint64_t offset = 0;
+  while (offset < (*reader)->size()) {
+    auto got = (*reader)->read_at(offset, chunk);
+    if (!got) {
+      return got.error();
+    }
+    if (*got == 0) {
+      return Error(error::corrupt, "blob " + hex_encode(digest) + " shorter than its size");
+    }
+    hasher.update(std::string_view(chunk.data(), *got));
+    offset += *got;
+  }
+  return hasher.finish();
+}
+
+}  // namespace
+
 result<StartupReport> recover_storage(Catalog& catalog, BlobStore& blobs) {
   StartupReport report;
   auto recovered = blobs.recover();
@@ -64,6 +93,17 @@ result<StartupReport> recover_storage(Catalog& catalog, BlobStore& blobs) {
     auto size = blobs.blob_size(image.sha256);
     if (!size || *size != image.size_bytes) {
       report.broken_images.push_back(image.id);
+      continue;
+    }
+    if (image.sha1_hex.empty() || image.md5_hex.empty()) {
+      auto hashes = hash_blob(blobs, image.sha256);
+      if (!hashes) {
+        return hashes.error();
+      }
+      if (auto r = catalog.set_image_hashes(image.id, hashes->sha1_hex, hashes->md5_hex); !r) {
+        return r.error();
+      }
+      ++report.hashed_images;
     }
   }
   return report;

@@ -27,7 +27,7 @@ using StmtPtr = std::unique_ptr<sqlite3_stmt, StmtFinalize>;
 
 // Forward-only migrations: entry i takes user_version i to i+1. Never edit a shipped entry;
 // append a new one.
-constexpr std::array<const char*, 1> kMigrations = {
+constexpr std::array<const char*, 2> kMigrations = {
     R"sql(
 CREATE TABLE images(
   id INTEGER PRIMARY KEY,
@@ -114,6 +114,28 @@ CREATE TABLE device_certificates(
   revoked_at INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX device_certificates_device ON device_certificates(device_id);
+)sql",
+    // 2: hawkBit DDI. Artifact file names and the SHA-1 and MD5 that DDI agents check (images
+    // from before are filled in at start from their blobs: see backfill_artifact_hashes), device
+    // attributes, deployment action types, and one action per deployment and device.
+    R"sql(
+ALTER TABLE images ADD COLUMN filename TEXT NOT NULL DEFAULT '';
+ALTER TABLE images ADD COLUMN sha1 TEXT NOT NULL DEFAULT '' CHECK (sha1 = '' OR length(sha1) = 40);
+ALTER TABLE images ADD COLUMN md5 TEXT NOT NULL DEFAULT '' CHECK (md5 = '' OR length(md5) = 32);
+ALTER TABLE devices ADD COLUMN attributes TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE deployments ADD COLUMN action_type TEXT NOT NULL DEFAULT 'forced'
+  CHECK (action_type IN ('forced', 'soft', 'downloadonly'));
+
+CREATE TABLE ddi_actions(
+  id INTEGER PRIMARY KEY,
+  deployment_id INTEGER NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+  device_id TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+  status TEXT NOT NULL CHECK (status IN ('open', 'canceling', 'closed', 'canceled')),
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  UNIQUE (deployment_id, device_id)
+);
+CREATE INDEX ddi_actions_device ON ddi_actions(device_id, status);
 )sql",
 };
 
@@ -308,7 +330,7 @@ auto single(Query& q, Read read, Error missing) -> result<decltype(read(q))> {
 
 constexpr const char* kImageColumns =
     "id, name, version, models, size_bytes, sha256, envelope, signer_key_ids, description, "
-    "created_at";
+    "created_at, filename, sha1, md5";
 
 ImageRecord read_image(const Query& q, int first = 0) {
   ImageRecord r;
@@ -324,15 +346,18 @@ ImageRecord read_image(const Query& q, int first = 0) {
   r.signer_key_ids = from_json_array(q.text(first + 7));
   r.description = q.text(first + 8);
   r.created_at = q.int64(first + 9);
+  r.filename = q.text(first + 10);
+  r.sha1_hex = q.text(first + 11);
+  r.md5_hex = q.text(first + 12);
   return r;
 }
 
 constexpr const char* kDeviceColumns =
-    "id, model, version, state, last_result, last_message, first_seen, last_seen";
+    "id, model, version, state, last_result, last_message, first_seen, last_seen, attributes";
 
 DeviceRecord read_device(const Query& q) {
-  return DeviceRecord{q.text(0),     q.text(1),     q.text(2),  q.text(3),
-                      q.opt_text(4), q.opt_text(5), q.int64(6), q.int64(7)};
+  return DeviceRecord{q.text(0),     q.text(1),  q.text(2),  q.text(3), q.opt_text(4),
+                      q.opt_text(5), q.int64(6), q.int64(7), q.text(8)};
 }
 
 }  // namespace
@@ -536,7 +561,8 @@ result<std::string> SqliteCatalog::integrity_check() {
 result<std::int64_t> SqliteCatalog::insert_image(const NewImage& image) {
   auto q = impl_->query(
       "INSERT INTO images(name, version, models, size_bytes, sha256, envelope, signer_key_ids, "
-      "description, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+      "description, created_at, filename, sha1, md5) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)");
   if (!q) {
     return q.error();
   }
@@ -548,7 +574,10 @@ result<std::int64_t> SqliteCatalog::insert_image(const NewImage& image) {
       .bind(6, image.envelope)
       .bind(7, to_json_array(image.signer_key_ids))
       .bind(8, image.description)
-      .bind(9, image.created_at);
+      .bind(9, image.created_at)
+      .bind(10, image.filename)
+      .bind(11, image.sha1_hex)
+      .bind(12, image.md5_hex);
   if (auto r = q->run(); !r) {
     if (r.error() == error::conflict) {
       return Error(error::conflict, "image " + image.name + " " + image.version + " exists");
@@ -610,6 +639,22 @@ result<void> SqliteCatalog::delete_image(std::int64_t id) {
     return Error(error::not_found, "image " + std::to_string(id));
   }
   return tx->commit();
+}
+
+result<void> SqliteCatalog::set_image_hashes(std::int64_t id, std::string_view sha1_hex,
+                                             std::string_view md5_hex) {
+  auto q = impl_->query("UPDATE images SET sha1 = ?2, md5 = ?3 WHERE id = ?1");
+  if (!q) {
+    return q.error();
+  }
+  q->bind(1, id).bind(2, sha1_hex).bind(3, md5_hex);
+  if (auto r = q->run(); !r) {
+    return r;
+  }
+  if (sqlite3_changes(impl_->db()) == 0) {
+    return Error(error::not_found, "image " + std::to_string(id));
+  }
+  return {};
 }
 
 result<std::uint64_t> SqliteCatalog::count_images_with_blob(const Sha256Digest& d) {
@@ -755,6 +800,72 @@ result<DeviceRecord> SqliteCatalog::find_device(std::string_view id) {
       Error(error::not_found, "device " + std::string(id)));
 }
 
+result<DeviceRecord> SqliteCatalog::touch_device(std::string_view id, std::string_view model,
+                                                 std::int64_t now) {
+  auto tx = Transaction::begin(*impl_);
+  if (!tx) {
+    return tx.error();
+  }
+  auto before = find_device(id);
+  if (!before && before.error() != error::not_found) {
+    return before.error();
+  }
+  {
+    auto q = before ? impl_->query(
+                          "UPDATE devices SET last_seen = ?3, model = "
+                          "CASE WHEN ?2 = '' THEN model ELSE ?2 END WHERE id = ?1")
+                    : impl_->query(
+                          "INSERT INTO devices(id, model, version, state, first_seen, last_seen) "
+                          "VALUES (?1, ?2, '', 'idle', ?3, ?3)");
+    if (!q) {
+      return q.error();
+    }
+    q->bind(1, id).bind(2, model).bind(3, now);
+    if (auto r = q->run(); !r) {
+      return r.error();
+    }
+  }
+  // Only a first sight is an event: a device polling every minute adds nothing to read.
+  if (!before) {
+    if (auto e = append_event(DeviceEvent{.id = 0,
+                                          .device_id = std::string(id),
+                                          .at = now,
+                                          .kind = "registered",
+                                          .state = "idle",
+                                          .version = "",
+                                          .result = std::nullopt,
+                                          .message = std::nullopt,
+                                          .image_id = std::nullopt});
+        !e) {
+      return e.error();
+    }
+  }
+  auto device = find_device(id);
+  if (!device) {
+    return device.error();
+  }
+  if (auto r = tx->commit(); !r) {
+    return r.error();
+  }
+  return device;
+}
+
+result<void> SqliteCatalog::put_attributes(std::string_view device_id,
+                                           std::string_view attributes_json, std::int64_t now) {
+  auto q = impl_->query("UPDATE devices SET attributes = ?2, last_seen = ?3 WHERE id = ?1");
+  if (!q) {
+    return q.error();
+  }
+  q->bind(1, device_id).bind(2, attributes_json).bind(3, now);
+  if (auto r = q->run(); !r) {
+    return r;
+  }
+  if (sqlite3_changes(impl_->db()) == 0) {
+    return Error(error::not_found, "device " + std::string(device_id));
+  }
+  return {};
+}
+
 result<DevicePage> SqliteCatalog::list_devices(const DeviceQuery& query) {
   // Only fixed SQL fragments are concatenated; every value is a bound parameter.
   std::string where = " WHERE 1";
@@ -890,11 +1001,15 @@ result<std::int64_t> SqliteCatalog::create_deployment(const NewDeployment& d) {
   std::int64_t id = 0;
   {
     auto q = impl_->query(
-        "INSERT INTO deployments(image_id, allow_downgrade, created_at) VALUES (?1, ?2, ?3)");
+        "INSERT INTO deployments(image_id, allow_downgrade, created_at, action_type) "
+        "VALUES (?1, ?2, ?3, ?4)");
     if (!q) {
       return q.error();
     }
-    q->bind(1, d.image_id).bind(2, std::int64_t{d.allow_downgrade}).bind(3, d.created_at);
+    q->bind(1, d.image_id)
+        .bind(2, std::int64_t{d.allow_downgrade})
+        .bind(3, d.created_at)
+        .bind(4, to_string(d.action_type));
     if (auto r = q->run(); !r) {
       if (r.error() == error::not_found) {
         return Error(error::not_found, "image " + std::to_string(d.image_id));
@@ -934,7 +1049,7 @@ result<std::int64_t> SqliteCatalog::create_deployment(const NewDeployment& d) {
 namespace {
 
 constexpr const char* kDeploymentColumns =
-    "id, image_id, allow_downgrade, created_at, cancelled_at";
+    "d.id, d.image_id, d.allow_downgrade, d.created_at, d.cancelled_at, d.action_type";
 
 DeploymentRecord read_deployment(const Query& q) {
   DeploymentRecord r;
@@ -943,6 +1058,7 @@ DeploymentRecord read_deployment(const Query& q) {
   r.allow_downgrade = q.int64(2) != 0;
   r.created_at = q.int64(3);
   r.cancelled_at = q.opt_int64(4);
+  r.action_type = parse_action_type(q.text(5)).value_or(ActionType::forced);
   return r;
 }
 
@@ -971,7 +1087,7 @@ result<std::vector<DeploymentRecord>> SqliteCatalog::list_deployments() {
   std::vector<DeploymentRecord> out;
   {
     auto q = impl_->query(std::string("SELECT ") + kDeploymentColumns +
-                          " FROM deployments ORDER BY created_at DESC, id DESC");
+                          " FROM deployments d ORDER BY d.created_at DESC, d.id DESC");
     if (!q) {
       return q.error();
     }
@@ -1117,8 +1233,28 @@ result<DeploymentProgress> SqliteCatalog::deployment_progress(std::int64_t id) {
 }
 
 result<void> SqliteCatalog::cancel_deployment(std::int64_t id, std::int64_t now) {
+  auto tx = Transaction::begin(*impl_);
+  if (!tx) {
+    return tx.error();
+  }
+  {
+    auto q = impl_->query(
+        "UPDATE deployments SET cancelled_at = ?2 WHERE id = ?1 AND cancelled_at IS NULL");
+    if (!q) {
+      return q.error();
+    }
+    q->bind(1, id).bind(2, now);
+    if (auto r = q->run(); !r) {
+      return r;
+    }
+    if (sqlite3_changes(impl_->db()) == 0) {
+      return Error(error::not_found, "no active deployment " + std::to_string(id));
+    }
+  }
+  // Devices already offered it over DDI are asked to stop (cancelAction) at their next poll.
   auto q = impl_->query(
-      "UPDATE deployments SET cancelled_at = ?2 WHERE id = ?1 AND cancelled_at IS NULL");
+      "UPDATE ddi_actions SET status = 'canceling', updated_at = ?2 "
+      "WHERE deployment_id = ?1 AND status = 'open'");
   if (!q) {
     return q.error();
   }
@@ -1126,22 +1262,19 @@ result<void> SqliteCatalog::cancel_deployment(std::int64_t id, std::int64_t now)
   if (auto r = q->run(); !r) {
     return r;
   }
-  if (sqlite3_changes(impl_->db()) == 0) {
-    return Error(error::not_found, "no active deployment " + std::to_string(id));
-  }
-  return {};
+  return tx->commit();
 }
 
 result<std::optional<Offer>> SqliteCatalog::find_offer(std::string_view device_id,
                                                        std::string_view model) {
   DeploymentRecord deployment;
   {
-    auto q = impl_->query(
-        "SELECT d.id, d.image_id, d.allow_downgrade, d.created_at, d.cancelled_at "
-        "FROM deployment_targets t JOIN deployments d ON d.id = t.deployment_id "
-        "WHERE d.cancelled_at IS NULL AND ((t.kind = 'device' AND t.value = ?1) OR "
-        "(t.kind = 'model' AND t.value = ?2)) "
-        "ORDER BY (t.kind = 'device') DESC, d.created_at DESC, d.id DESC LIMIT 1");
+    auto q =
+        impl_->query(std::string("SELECT ") + kDeploymentColumns +
+                     " FROM deployment_targets t JOIN deployments d ON d.id = t.deployment_id "
+                     "WHERE d.cancelled_at IS NULL AND ((t.kind = 'device' AND t.value = ?1) OR "
+                     "(t.kind = 'model' AND t.value = ?2)) "
+                     "ORDER BY (t.kind = 'device') DESC, d.created_at DESC, d.id DESC LIMIT 1");
     if (!q) {
       return q.error();
     }
@@ -1163,6 +1296,142 @@ result<std::optional<Offer>> SqliteCatalog::find_offer(std::string_view device_i
     return image.error();
   }
   return std::optional<Offer>(Offer{std::move(deployment), std::move(*image)});
+}
+
+// --- DDI actions ------------------------------------------------------------------------------
+
+namespace {
+
+constexpr const char* kActionColumns =
+    "a.id, a.deployment_id, a.device_id, d.image_id, d.action_type, a.status, a.created_at, "
+    "a.updated_at";
+
+ActionStatus parse_action_status(std::string_view s) {
+  for (auto st : {ActionStatus::open, ActionStatus::canceling, ActionStatus::closed,
+                  ActionStatus::canceled}) {
+    if (to_string(st) == s) {
+      return st;
+    }
+  }
+  return ActionStatus::closed;  // the CHECK constraint admits nothing else
+}
+
+ActionRecord read_action(const Query& q) {
+  return ActionRecord{.id = q.int64(0),
+                      .deployment_id = q.int64(1),
+                      .device_id = q.text(2),
+                      .image_id = q.int64(3),
+                      .type = parse_action_type(q.text(4)).value_or(ActionType::forced),
+                      .status = parse_action_status(q.text(5)),
+                      .created_at = q.int64(6),
+                      .updated_at = q.int64(7)};
+}
+
+}  // namespace
+
+result<ActionRecord> SqliteCatalog::open_action(std::string_view device_id,
+                                                std::int64_t deployment_id, std::int64_t now) {
+  {
+    auto q = impl_->query(
+        "INSERT INTO ddi_actions(deployment_id, device_id, status, created_at, updated_at) "
+        "VALUES (?1, ?2, 'open', ?3, ?3) ON CONFLICT(deployment_id, device_id) DO NOTHING");
+    if (!q) {
+      return q.error();
+    }
+    q->bind(1, deployment_id).bind(2, device_id).bind(3, now);
+    if (auto r = q->run(); !r) {
+      return r.error();
+    }
+  }
+  auto q = impl_->query(std::string("SELECT ") + kActionColumns +
+                        " FROM ddi_actions a JOIN deployments d ON d.id = a.deployment_id "
+                        "WHERE a.deployment_id = ?1 AND a.device_id = ?2");
+  if (!q) {
+    return q.error();
+  }
+  q->bind(1, deployment_id).bind(2, device_id);
+  return single(*q, read_action, Error(error::not_found, "action"));
+}
+
+result<ActionRecord> SqliteCatalog::find_action(std::int64_t id) {
+  auto q = impl_->query(std::string("SELECT ") + kActionColumns +
+                        " FROM ddi_actions a JOIN deployments d ON d.id = a.deployment_id "
+                        "WHERE a.id = ?1");
+  if (!q) {
+    return q.error();
+  }
+  q->bind(1, id);
+  return single(*q, read_action, Error(error::not_found, "action " + std::to_string(id)));
+}
+
+result<std::vector<ActionRecord>> SqliteCatalog::active_actions(std::string_view device_id) {
+  auto q = impl_->query(std::string("SELECT ") + kActionColumns +
+                        " FROM ddi_actions a JOIN deployments d ON d.id = a.deployment_id "
+                        "WHERE a.device_id = ?1 AND a.status IN ('open', 'canceling') "
+                        "ORDER BY a.id");
+  if (!q) {
+    return q.error();
+  }
+  q->bind(1, device_id);
+  return collect(*q, read_action);
+}
+
+result<DeviceRecord> SqliteCatalog::record_action_update(const ActionUpdate& u) {
+  auto tx = Transaction::begin(*impl_);
+  if (!tx) {
+    return tx.error();
+  }
+  {
+    auto q = impl_->query(
+        "UPDATE ddi_actions SET status = ?2, updated_at = ?3 WHERE id = ?1 AND status = ?4 "
+        "AND device_id = ?5");
+    if (!q) {
+      return q.error();
+    }
+    q->bind(1, u.action_id)
+        .bind(2, to_string(u.status))
+        .bind(3, u.event.at)
+        .bind(4, to_string(u.expected))
+        .bind(5, u.event.device_id);
+    if (auto r = q->run(); !r) {
+      return r.error();
+    }
+    if (sqlite3_changes(impl_->db()) == 0) {
+      return Error(error::conflict, "action " + std::to_string(u.action_id) + " is not " +
+                                        std::string(to_string(u.expected)));
+    }
+  }
+  {
+    auto q = impl_->query(
+        "UPDATE devices SET state = ?2, version = ?3, last_result = coalesce(?4, last_result), "
+        "last_message = coalesce(?5, last_message), last_seen = ?6 WHERE id = ?1");
+    if (!q) {
+      return q.error();
+    }
+    q->bind(1, u.event.device_id)
+        .bind(2, u.event.state)
+        .bind(3, u.event.version)
+        .bind_opt(4, u.event.result)
+        .bind_opt(5, u.event.message)
+        .bind(6, u.event.at);
+    if (auto r = q->run(); !r) {
+      return r.error();
+    }
+    if (sqlite3_changes(impl_->db()) == 0) {
+      return Error(error::not_found, "device " + u.event.device_id);
+    }
+  }
+  if (auto e = append_event(u.event); !e) {
+    return e.error();
+  }
+  auto device = find_device(u.event.device_id);
+  if (!device) {
+    return device.error();
+  }
+  if (auto r = tx->commit(); !r) {
+    return r.error();
+  }
+  return device;
 }
 
 // --- admin tokens -----------------------------------------------------------------------------

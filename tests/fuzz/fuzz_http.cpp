@@ -111,6 +111,7 @@ struct World {
   server::Metrics metrics;
   std::unique_ptr<server::DeviceService> devices;
   std::unique_ptr<server::AdminService> admin;
+  std::unique_ptr<server::DdiService> ddi;
   std::unique_ptr<server::ServerContext> ctx;
 
   World(const std::string& name, const certs::CertificateAuthority& ca,
@@ -137,11 +138,14 @@ struct World {
     devices = std::make_unique<server::DeviceService>(*backend, metrics);
     admin = std::make_unique<server::AdminService>(*backend, std::vector<PublicKey>{signer}, 1,
                                                    server::AdminLimits{1 << 20});
+    ddi = std::make_unique<server::DdiService>(*backend, metrics, server::DdiOptions{});
     ctx =
         std::make_unique<server::ServerContext>(options, *tls, *backend, *devices, *admin, metrics);
+    ctx->ddi = ddi.get();
   }
   ~World() {
     ctx.reset();
+    ddi.reset();
     admin.reset();
     devices.reset();
     backend.reset();

@@ -20,7 +20,7 @@ Outcome run(std::string_view body, std::size_t chunk) {
   Outcome out;
   server::MultipartParser parser("XyZ-boundary",
                                  {.on_part_begin =
-                                      [&](std::string_view name) {
+                                      [&](std::string_view name, std::string_view) {
                                         out.parts.push_back(std::string(name) + "=");
                                         return result<void>();
                                       },

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The HTTPS server end to end: a real server on loopback, real TLS with certificates from our
 // own PKI, and curl as a client no one here wrote.
+#include "support/json_reply.hpp"
 #include "support/server_fixture.hpp"
 
 #include <arpa/inet.h>
@@ -17,21 +18,6 @@ namespace fwdepot::testing {
 namespace {
 
 namespace json = boost::json;
-
-json::value parse(const std::string& body) {
-  std::error_code ec;
-  auto v = json::parse(body, ec);
-  EXPECT_FALSE(ec) << "not JSON: " << body;
-  return v;
-}
-
-std::string error_code_of(const HttpReply& r) {
-  auto v = parse(r.body);
-  if (!v.is_object() || !v.as_object().contains("error")) {
-    return "<no error object in " + r.body + ">";
-  }
-  return json::value_to<std::string>(v.at("error").at("code"));
-}
 
 std::string random_payload(std::size_t n) {
   const auto bytes = random_bytes(n).value();

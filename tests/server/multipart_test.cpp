@@ -17,22 +17,23 @@ result<Parts> parse(const std::string& body, const std::vector<std::size_t>& chu
                     const std::string& boundary = "XyZ") {
   Parts parts;
   bool open = false;
-  MultipartParser parser(boundary, {.on_part_begin = [&](std::string_view name) -> result<void> {
-                                      EXPECT_FALSE(open);
-                                      open = true;
-                                      parts.emplace_back(name, "");
-                                      return {};
-                                    },
-                                    .on_part_data = [&](std::string_view b) -> result<void> {
-                                      EXPECT_TRUE(open);
-                                      parts.back().second.append(b);
-                                      return {};
-                                    },
-                                    .on_part_end = [&]() -> result<void> {
-                                      EXPECT_TRUE(open);
-                                      open = false;
-                                      return {};
-                                    }});
+  MultipartParser parser(
+      boundary, {.on_part_begin = [&](std::string_view name, std::string_view) -> result<void> {
+                   EXPECT_FALSE(open);
+                   open = true;
+                   parts.emplace_back(name, "");
+                   return {};
+                 },
+                 .on_part_data = [&](std::string_view b) -> result<void> {
+                   EXPECT_TRUE(open);
+                   parts.back().second.append(b);
+                   return {};
+                 },
+                 .on_part_end = [&]() -> result<void> {
+                   EXPECT_TRUE(open);
+                   open = false;
+                   return {};
+                 }});
   std::size_t pos = 0;
   for (std::size_t n : chunks) {
     n = std::min(n, body.size() - pos);
@@ -124,9 +125,29 @@ TEST(MultipartTest, RefusesMalformedParts) {
   }
 }
 
+TEST(MultipartTest, HandsOnEachPartsFilenameOrNothing) {
+  std::vector<std::pair<std::string, std::string>> seen;
+  MultipartParser parser(
+      "XyZ",
+      {.on_part_begin = [&](std::string_view name, std::string_view filename) -> result<void> {
+         seen.emplace_back(name, filename);
+         return {};
+       },
+       .on_part_data = [](std::string_view) -> result<void> { return {}; },
+       .on_part_end = []() -> result<void> { return {}; }});
+  const std::string body =
+      part("image", "x") +
+      "--XyZ\r\nContent-Disposition: form-data; name=\"manifest\"\r\n\r\n{}\r\n" + "--XyZ--\r\n";
+  ASSERT_TRUE(parser.feed(body));
+  ASSERT_TRUE(parser.finish());
+  const std::vector<std::pair<std::string, std::string>> expected = {{"image", "f.bin"},
+                                                                     {"manifest", ""}};
+  EXPECT_EQ(seen, expected);
+}
+
 TEST(MultipartTest, AHandlerErrorStopsTheParser) {
   MultipartParser parser("XyZ",
-                         {.on_part_begin = [](std::string_view) -> result<void> {
+                         {.on_part_begin = [](std::string_view, std::string_view) -> result<void> {
                             return Error(core::error::too_many_bytes, "stop");
                           },
                           .on_part_data = [](std::string_view) -> result<void> { return {}; },

@@ -89,6 +89,22 @@ TEST_F(ImageStoreTest, RemovesASharedBlobWithItsLastImage) {
   EXPECT_EQ(remove_image(*catalog_, *blobs_, *idb).error(), error::not_found);
 }
 
+// Images from before uploads recorded SHA-1 and MD5 get them at the next start, from the blob.
+TEST_F(ImageStoreTest, RecoveryFillsInMissingArtifactHashes) {
+  const NewImage i = commit_blob("abc");
+  auto id = add_image(*catalog_, *blobs_, i);
+  ASSERT_TRUE(id);
+  ASSERT_TRUE(catalog_->find_image(*id)->sha1_hex.empty());
+  auto report = recover_storage(*catalog_, *blobs_);
+  ASSERT_TRUE(report) << report.error();
+  EXPECT_EQ(report->hashed_images, 1u);
+  auto found = catalog_->find_image(*id);
+  // The test vectors of FIPS 180 and RFC 1321 for "abc".
+  EXPECT_EQ(found->sha1_hex, "a9993e364706816aba3e25717850c26c9cd0d89d");
+  EXPECT_EQ(found->md5_hex, "900150983cd24fb0d6963f7d28e17f72");
+  EXPECT_EQ(recover_storage(*catalog_, *blobs_)->hashed_images, 0u);
+}
+
 TEST_F(ImageStoreTest, KeepsImageAndBlobWhileADeploymentNeedsThem) {
   const NewImage i = commit_blob("payload");
   auto id = add_image(*catalog_, *blobs_, i);

@@ -405,5 +405,70 @@ TEST_F(SqliteCatalogTest, RevokesEveryCertificateOfADevice) {
   EXPECT_EQ((*revoked)[0].revoked_at, 50);
 }
 
+TEST_F(SqliteCatalogTest, RegistersAPollingDeviceOnceAndKeepsItsAttributes) {
+  auto first = catalog_->touch_device("ddi-1", "m1", 100);
+  ASSERT_TRUE(first) << first.error();
+  EXPECT_EQ(first->version, "");
+  EXPECT_EQ(first->state, "idle");
+  EXPECT_EQ(first->attributes, "{}");
+  auto again = catalog_->touch_device("ddi-1", "", 160);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->model, "m1");
+  EXPECT_EQ(again->first_seen, 100);
+  EXPECT_EQ(again->last_seen, 160);
+  auto events = catalog_->list_events("ddi-1", {});
+  ASSERT_TRUE(events);
+  ASSERT_EQ(events->size(), 1u);
+  EXPECT_EQ((*events)[0].kind, "registered");
+
+  ASSERT_TRUE(catalog_->put_attributes("ddi-1", R"({"hw":"rev2"})", 170));
+  EXPECT_EQ(catalog_->find_device("ddi-1")->attributes, R"({"hw":"rev2"})");
+  EXPECT_EQ(catalog_->put_attributes("nobody", "{}", 170).error(), error::not_found);
+}
+
+TEST_F(SqliteCatalogTest, ActionsOpenOncePerDeploymentAndFollowCancellation) {
+  const auto img = add(image("fw", "2.0.0"));
+  ASSERT_TRUE(catalog_->touch_device("ddi-1", "board-a", 100));
+  auto dep =
+      catalog_->create_deployment({img, {"ddi-1"}, {}, false, 100, ActionType::download_only});
+  ASSERT_TRUE(dep);
+  EXPECT_EQ(catalog_->list_deployments()->front().action_type, ActionType::download_only);
+
+  auto a = catalog_->open_action("ddi-1", *dep, 110);
+  ASSERT_TRUE(a) << a.error();
+  EXPECT_EQ(a->status, ActionStatus::open);
+  EXPECT_EQ(a->image_id, img);
+  EXPECT_EQ(a->type, ActionType::download_only);
+  EXPECT_EQ(catalog_->open_action("ddi-1", *dep, 120)->id, a->id);  // the same action
+  EXPECT_EQ(catalog_->open_action("nobody", *dep, 120).error(), error::not_found);
+  ASSERT_EQ(catalog_->active_actions("ddi-1")->size(), 1u);
+
+  ASSERT_TRUE(catalog_->cancel_deployment(*dep, 130));
+  EXPECT_EQ(catalog_->find_action(a->id)->status, ActionStatus::canceling);
+
+  DeviceEvent e{.id = 0,
+                .device_id = "ddi-1",
+                .at = 140,
+                .kind = "feedback",
+                .state = "idle",
+                .version = "",
+                .result = std::nullopt,
+                .message = std::string("stopped"),
+                .image_id = img};
+  // Feedback against a status the action no longer has changes nothing.
+  auto stale = catalog_->record_action_update({a->id, ActionStatus::open, ActionStatus::closed, e});
+  EXPECT_EQ(stale.error(), error::conflict);
+  EXPECT_EQ(catalog_->list_events("ddi-1", {})->size(), 1u);
+
+  auto done =
+      catalog_->record_action_update({a->id, ActionStatus::canceling, ActionStatus::canceled, e});
+  ASSERT_TRUE(done) << done.error();
+  EXPECT_EQ(done->last_message, "stopped");
+  EXPECT_EQ(done->last_seen, 140);
+  EXPECT_EQ(catalog_->find_action(a->id)->status, ActionStatus::canceled);
+  EXPECT_TRUE(catalog_->active_actions("ddi-1")->empty());
+  EXPECT_EQ(catalog_->list_events("ddi-1", {})->back().kind, "feedback");
+}
+
 }  // namespace
 }  // namespace fwdepot::storage

@@ -86,13 +86,15 @@ function waitForLine(child, re, ms = 20000) {
 }
 
 // A check-in as a device, with curl and the device's own certificate.
-function checkin(id, body) {
-  const out = run('curl', ['--silent', '--show-error', '--max-time', '20', '--fail-with-body',
+// As device ID, with curl: METHOD PATH on the device listener with a JSON body.
+function asDevice(id, method, path, body) {
+  return run('curl', ['--silent', '--show-error', '--max-time', '20', '--fail-with-body',
     '--cacert', join(data, 'pki/ca.pem'), '--cert', join(work, `${id}.pem`), '--key',
-    join(work, `${id}.key`), '-H', 'Content-Type: application/json', '--data-binary',
-    JSON.stringify(body), `${device}/api/v1/device/checkin`]);
-  return JSON.parse(out);
+    join(work, `${id}.key`), '-X', method, '-H', 'Content-Type: application/json',
+    '--data-binary', JSON.stringify(body), `${device}${path}`]);
 }
+
+const checkin = (id, body) => JSON.parse(asDevice(id, 'POST', '/api/v1/device/checkin', body));
 
 const screenshot = (name) => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
 
@@ -161,6 +163,9 @@ test('an admin signs in with the keyboard; the token stays in sessionStorage onl
   // A device that reported a failure with markup in its message, before anyone looks.
   checkin('dev-xss', { model: MODEL, version: '1.0.0', state: 'idle', result: 'update_failed',
     message: XSS });
+  // What a hawkBit DDI agent reports about itself is shown on its page, as text.
+  asDevice('dev-xss', 'PUT', '/DEFAULT/controller/v1/dev-xss/configData',
+    { mode: 'merge', data: { hw: 'rev-2', [XSS]: XSS } });
   // The refused token is selected, so typing replaces it.
   await page.focus('#token');
   await page.keyboard.type(token);
@@ -198,6 +203,7 @@ test('an upload shows its progress bar reach 100% and the image is listed', asyn
   assert.equal(seen.at(-1), 1, `progress values: ${seen}`);
   const digest = createHash('sha256').update(readFileSync(join(work, 'fw.bin'))).digest('hex');
   await page.locator('tr[data-image="1"] td', { hasText: digest }).waitFor(WAIT);
+  await page.locator('tr[data-image="1"] td', { hasText: 'fw.bin' }).waitFor(WAIT);
   await screenshot('images');
 });
 
@@ -232,10 +238,12 @@ test('a device driven by fwdepot-device moves to the new version on screen', asy
   await page.locator('#deploy-image option[value="1"]').waitFor({ ...WAIT, state: 'attached' });
   await page.selectOption('#deploy-image', '1');
   await page.fill('#deploy-models', MODEL);
+  await page.selectOption('#deploy-action', 'soft');
   await page.click('#deploy-form button[type=submit]');
   await page.locator('#deploy-status', { hasText: 'Deployment 1 created.' }).waitFor(WAIT);
   await page.locator('tr[data-deployment="1"] td.progress', { hasText: '/2 at version' })
     .waitFor(WAIT);
+  await page.locator('tr[data-deployment="1"] td', { hasText: 'soft' }).waitFor(WAIT);
 
   // Back on the device page (a hash change, not a reload) the version changes by itself.
   await page.goBack();
@@ -257,6 +265,8 @@ test('what a device reports is shown as text, never as markup', async () => {
   await page.locator('#device-message').waitFor(WAIT);
   assert.equal(await page.textContent('#device-message'), XSS);
   await page.locator('#timeline .message', { hasText: XSS }).waitFor(WAIT);
+  await page.locator('#device-attributes dd', { hasText: 'rev-2' }).waitFor(WAIT);
+  assert.equal(await page.locator('#device-attributes dt', { hasText: XSS }).count(), 1);
   assert.equal(await page.locator('img[src="x"]').count(), 0);
   assert.deepEqual(dialogs, []);
   await screenshot('device-xss');

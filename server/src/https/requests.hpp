@@ -209,24 +209,22 @@ inline bool etag_matches(std::string_view list, std::string_view etag) {
   return false;
 }
 
+// Sends an image the device is authorized for (GET or HEAD), with ranges and validators; the
+// native download and DDI's artifact download both end here.
 template <class Stream>
-asio::awaitable<error_code> serve_download(Stream& stream, ServerContext& ctx, Exchange& ex,
-                                           const certs::DeviceIdentity& device,
-                                           const http::request_header<>& req,
-                                           std::int64_t image_id) {
+asio::awaitable<error_code> serve_image(Stream& stream, ServerContext& ctx, Exchange& ex,
+                                        const http::request_header<>& req,
+                                        const storage::ImageRecord& image) {
   const Listener l = Listener::device;
-  auto image = ctx.devices.authorize_download(device, image_id);
-  if (!image) {
-    co_return co_await write_api(stream, l, ex, api_error(image.error()));
-  }
-  auto reader = ctx.backend.blobs().open_blob(image->sha256);
+  const std::int64_t image_id = image.id;
+  auto reader = ctx.backend.blobs().open_blob(image.sha256);
   if (!reader) {
     spdlog::error("blob_unreadable image={} error={}", image_id,
                   log_value(reader.error().message()));
     co_return co_await write_api(stream, l, ex, api_error(500, "internal", "image unavailable"));
   }
   const std::uint64_t size = (*reader)->size();
-  const std::string etag = "\"" + hex_encode(image->sha256) + "\"";
+  const std::string etag = "\"" + hex_encode(image.sha256) + "\"";
 
   if (auto it = req.find(http::field::if_match); it != req.end()) {
     if (!etag_matches(it->value(), etag)) {
@@ -419,6 +417,142 @@ inline std::string coaps_origin_of(std::string_view https_origin, std::uint16_t 
   return "coaps://" + std::string(host) + ":" + std::to_string(coaps_port);
 }
 
+// --- hawkBit DDI ------------------------------------------------------------------------------
+
+// The route label of a DDI path (segments from the tenant on), from a closed set.
+inline std::string ddi_route_pattern(const std::vector<std::string>& seg) {
+  std::string out = "/{tenant}/controller/v1/{controllerId}";
+  const std::size_t n = seg.size();
+  if (n == 4) {
+    return out;
+  }
+  if (n == 5 && seg[4] == "configData") {
+    return out + "/configData";
+  }
+  if ((n == 6 || n == 7) && (seg[4] == "deploymentBase" || seg[4] == "cancelAction")) {
+    out += "/" + seg[4] + "/{actionId}";
+    if (n == 6) {
+      return out;
+    }
+    return seg[6] == "feedback" ? out + "/feedback" : "unknown";
+  }
+  if (n == 8 && seg[4] == "softwaremodules" && seg[6] == "artifacts") {
+    return out + "/softwaremodules/{moduleId}/artifacts/{fileName}";
+  }
+  return "unknown";
+}
+
+inline std::optional<std::int64_t> parse_positive_id(std::string_view s) {
+  std::int64_t id = 0;
+  const auto [p, err] = std::from_chars(s.data(), s.data() + s.size(), id);
+  if (err != std::errc() || p != s.data() + s.size() || id <= 0) {
+    return std::nullopt;
+  }
+  return id;
+}
+
+// /{tenant}/controller/v1/{controllerId}/...: the controller is the device its certificate
+// names, and no other.
+template <class Stream>
+asio::awaitable<error_code> route_ddi(Stream& stream, beast::flat_buffer& buffer,
+                                      http::request_parser<http::empty_body>& head,
+                                      ServerContext& ctx, Exchange& ex,
+                                      const certs::DeviceIdentity& device,
+                                      const std::vector<std::string>& seg) {
+  const Listener l = Listener::device;
+  DdiService& ddi = *ctx.ddi;
+  const auto& req = head.get();
+  const auto method = req.method();
+  ex.route = ddi_route_pattern(seg);
+  if (seg[0] != ddi.tenant()) {
+    co_return co_await write_api(stream, l, ex, api_error(404, "not_found", "unknown tenant"));
+  }
+  if (seg[3] != device.device_id) {
+    co_return co_await write_api(
+        stream, l, ex,
+        api_error(403, "forbidden", "controllerId is not the identity of the device certificate"));
+  }
+  const std::string base = origin_of(req, "https") + "/" + seg[0] + "/controller/v1/" + seg[3];
+  const std::size_t n = seg.size();
+  const auto answer = [&](ApiResponse r) {
+    const bool document = r.status == 200 && !r.body.empty();
+    return write_response(stream, l, ex, r.status, std::move(r.body),
+                          document ? "application/hal+json" : "application/json");
+  };
+  const auto wrong_method = [&](const char* allowed) {
+    return write_api(stream, l, ex,
+                     api_error(405, "method_not_allowed", std::string("use ") + allowed));
+  };
+  if (n == 4) {
+    if (method != http::verb::get) {
+      co_return co_await wrong_method("GET");
+    }
+    co_return co_await answer(ddi.poll(device, base, unix_now()));
+  }
+  if (n == 5 && seg[4] == "configData") {
+    if (method != http::verb::put) {
+      co_return co_await wrong_method("PUT");
+    }
+    auto [ec, body] =
+        co_await read_small_body(stream, buffer, head, l, ex, ctx.options.body_timeout);
+    if (!body) {
+      co_return ec;
+    }
+    co_return co_await answer(ddi.put_config_data(device, *body, unix_now()));
+  }
+  if ((n == 6 || n == 7) && (seg[4] == "deploymentBase" || seg[4] == "cancelAction")) {
+    const auto id = parse_positive_id(seg[5]);
+    if (!id || (n == 7 && seg[6] != "feedback")) {
+      co_return co_await write_api(stream, l, ex, api_error(404, "not_found", "no such action"));
+    }
+    const bool cancel = seg[4] == "cancelAction";
+    if (n == 6) {
+      if (method != http::verb::get) {
+        co_return co_await wrong_method("GET");
+      }
+      // Built outside the co_await: GCC 12 destroys a temporary from a conditional
+      // expression inside a co_await operand twice.
+      ApiResponse r =
+          cancel ? ddi.cancel_action(device, *id) : ddi.deployment_base(device, *id, base);
+      co_return co_await answer(std::move(r));
+    }
+    if (method != http::verb::post) {
+      co_return co_await wrong_method("POST");
+    }
+    auto [ec, body] =
+        co_await read_small_body(stream, buffer, head, l, ex, ctx.options.body_timeout);
+    if (!body) {
+      co_return ec;
+    }
+    ApiResponse r = cancel ? ddi.cancel_feedback(device, *id, *body, unix_now())
+                           : ddi.deployment_feedback(device, *id, *body, unix_now());
+    co_return co_await answer(std::move(r));
+  }
+  if (n == 8 && seg[4] == "softwaremodules" && seg[6] == "artifacts") {
+    if (method != http::verb::get && method != http::verb::head) {
+      co_return co_await wrong_method("GET or HEAD");
+    }
+    constexpr std::string_view kMd5Suffix = ".MD5SUM";
+    const bool md5sum = seg[7].size() > kMd5Suffix.size() && seg[7].ends_with(kMd5Suffix);
+    const std::string_view filename =
+        md5sum ? std::string_view(seg[7]).substr(0, seg[7].size() - kMd5Suffix.size()) : seg[7];
+    const auto id = parse_positive_id(seg[5]);
+    auto image = id ? ddi.authorize_artifact(device, *id, filename)
+                    : result<storage::ImageRecord>(
+                          Error(storage::error::not_found, "no such artifact for this device"));
+    if (!image) {
+      co_return co_await write_api(stream, l, ex, api_error(image.error()));
+    }
+    if (md5sum) {
+      // The format of md5sum(1), which `md5sum -c` checks.
+      co_return co_await write_response(
+          stream, l, ex, 200, image->md5_hex + "  " + image->filename + "\n", "text/plain");
+    }
+    co_return co_await serve_image(stream, ctx, ex, req, *image);
+  }
+  co_return co_await write_api(stream, l, ex, api_error(404, "not_found", "no such resource"));
+}
+
 template <class Stream>
 asio::awaitable<error_code> route_device(Stream& stream, beast::flat_buffer& buffer,
                                          http::request_parser<http::empty_body>& head,
@@ -428,6 +562,10 @@ asio::awaitable<error_code> route_device(Stream& stream, beast::flat_buffer& buf
   const Listener l = Listener::device;
   const auto& req = head.get();
   const auto method = req.method();
+  if (ctx.ddi != nullptr && segments.size() >= 4 && segments[1] == "controller" &&
+      segments[2] == "v1") {
+    co_return co_await route_ddi(stream, buffer, head, ctx, ex, device, segments);
+  }
   const bool api = segments.size() >= 3 && segments[0] == "api" && segments[1] == "v1" &&
                    segments[2] == "device";
   if (api && segments.size() == 4 && segments[3] == "checkin") {
@@ -451,13 +589,15 @@ asio::awaitable<error_code> route_device(Stream& stream, beast::flat_buffer& buf
       co_return co_await write_api(stream, l, ex,
                                    api_error(405, "method_not_allowed", "use GET or HEAD"));
     }
-    std::int64_t id = 0;
-    const auto& s = segments[4];
-    const auto [p, err] = std::from_chars(s.data(), s.data() + s.size(), id);
-    if (err != std::errc() || p != s.data() + s.size() || id <= 0) {
+    const auto id = parse_positive_id(segments[4]);
+    if (!id) {
       co_return co_await write_api(stream, l, ex, api_error(404, "not_found", "no such image"));
     }
-    co_return co_await serve_download(stream, ctx, ex, device, req, id);
+    auto image = ctx.devices.authorize_download(device, *id);
+    if (!image) {
+      co_return co_await write_api(stream, l, ex, api_error(image.error()));
+    }
+    co_return co_await serve_image(stream, ctx, ex, req, *image);
   }
   co_return co_await write_api(stream, l, ex, api_error(404, "not_found", "no such resource"));
 }

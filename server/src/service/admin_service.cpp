@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "service/admin_service.hpp"
 
+#include "fwdepot/core/digest.hpp"
 #include "fwdepot/core/encoding.hpp"
 #include "fwdepot/core/ids.hpp"
 #include "fwdepot/core/json.hpp"
@@ -12,6 +13,7 @@
 
 #include <boost/json.hpp>
 
+#include <cctype>
 #include <charconv>
 
 namespace fwdepot::server {
@@ -39,6 +41,9 @@ json::object image_json(const storage::ImageRecord& i, bool with_manifest) {
                  {"models", to_array(i.models)},
                  {"size", i.size_bytes},
                  {"sha256", hex_encode(i.sha256)},
+                 {"sha1", i.sha1_hex},
+                 {"md5", i.md5_hex},
+                 {"filename", i.filename},
                  {"signer_key_ids", to_array(i.signer_key_ids)},
                  {"description", i.description},
                  {"created_at", i.created_at}};
@@ -57,6 +62,11 @@ json::value opt(const std::optional<std::int64_t>& v) {
 }
 
 json::object device_json(const storage::DeviceRecord& d) {
+  std::error_code ec;
+  json::value attributes = json::parse(d.attributes, ec);
+  if (ec || !attributes.is_object()) {
+    attributes = json::object();
+  }
   return {{"id", d.id},
           {"model", d.model},
           {"version", d.version},
@@ -64,7 +74,8 @@ json::object device_json(const storage::DeviceRecord& d) {
           {"last_result", opt(d.last_result)},
           {"last_message", opt(d.last_message)},
           {"first_seen", d.first_seen},
-          {"last_seen", d.last_seen}};
+          {"last_seen", d.last_seen},
+          {"attributes", std::move(attributes)}};
 }
 
 json::object deployment_json(const storage::DeploymentRecord& d) {
@@ -73,6 +84,7 @@ json::object deployment_json(const storage::DeploymentRecord& d) {
           {"devices", to_array(d.devices)},
           {"models", to_array(d.models)},
           {"allow_downgrade", d.allow_downgrade},
+          {"action_type", storage::to_string(d.action_type)},
           {"created_at", d.created_at},
           {"cancelled_at", opt(d.cancelled_at)},
           {"active", !d.cancelled_at.has_value()}};
@@ -146,6 +158,26 @@ ApiResponse method_not_allowed() {
 
 // --- the upload -------------------------------------------------------------------------------
 
+// The artifact's file name for DDI agents: the upload's own name without any directory, with
+// every character outside [A-Za-z0-9._+-] replaced, so that it is one safe URL path segment.
+// An upload without a usable name gets NAME-VERSION.bin.
+std::string artifact_filename(std::string_view sent, const Manifest& m) {
+  constexpr std::size_t kMaxFilename = 128;
+  if (const auto slash = sent.find_last_of("/\\"); slash != std::string_view::npos) {
+    sent.remove_prefix(slash + 1);
+  }
+  std::string out;
+  for (const char c : sent.substr(0, kMaxFilename)) {
+    const bool safe = std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '_' ||
+                      c == '-' || c == '+';
+    out += safe ? c : '_';
+  }
+  if (out.empty() || out.front() == '.') {
+    return m.name + "-" + m.version.to_string() + ".bin";
+  }
+  return out;
+}
+
 class MultipartImageUpload final : public ImageUpload {
  public:
   MultipartImageUpload(Backend& backend, const std::vector<PublicKey>& trusted,
@@ -157,7 +189,10 @@ class MultipartImageUpload final : public ImageUpload {
         max_bytes_(max_bytes),
         writer_(std::move(writer)),
         parser_(std::move(boundary),
-                {.on_part_begin = [this](std::string_view name) { return begin_part(name); },
+                {.on_part_begin =
+                     [this](std::string_view name, std::string_view filename) {
+                       return begin_part(name, filename);
+                     },
                  .on_part_data = [this](std::string_view b) { return part_data(b); },
                  .on_part_end = [this]() { return end_part(); }}) {}
 
@@ -185,6 +220,7 @@ class MultipartImageUpload final : public ImageUpload {
     if (!digest) {
       return api_error(digest.error());
     }
+    ArtifactHashes hashes = hasher_.finish();
     storage::NewImage image{.name = verified->manifest.name,
                             .version = verified->manifest.version.to_string(),
                             .models = verified->manifest.models,
@@ -193,7 +229,10 @@ class MultipartImageUpload final : public ImageUpload {
                             .envelope = manifest_,
                             .signer_key_ids = verified->signer_key_ids,
                             .description = verified->manifest.description,
-                            .created_at = now};
+                            .created_at = now,
+                            .filename = artifact_filename(filename_, verified->manifest),
+                            .sha1_hex = std::move(hashes.sha1_hex),
+                            .md5_hex = std::move(hashes.md5_hex)};
     auto added =
         backend_.with_catalog([&](storage::Catalog& catalog) -> result<storage::ImageRecord> {
           auto id = storage::add_image(catalog, backend_.blobs(), image);
@@ -214,7 +253,7 @@ class MultipartImageUpload final : public ImageUpload {
   }
 
  private:
-  result<void> begin_part(std::string_view name) {
+  result<void> begin_part(std::string_view name, std::string_view filename) {
     if (name == "manifest" && !manifest_seen_) {
       part_ = Part::manifest;
       manifest_seen_ = true;
@@ -223,6 +262,7 @@ class MultipartImageUpload final : public ImageUpload {
     if (name == "image" && !image_seen_) {
       part_ = Part::image;
       image_seen_ = true;
+      filename_ = filename;
       return {};
     }
     return Error(core::error::invalid_argument,
@@ -247,6 +287,7 @@ class MultipartImageUpload final : public ImageUpload {
         return r;
       }
     }
+    hasher_.update(bytes);
     return writer_->write(bytes);
   }
 
@@ -294,6 +335,8 @@ class MultipartImageUpload final : public ImageUpload {
   bool image_seen_ = false;
   std::string manifest_;
   std::optional<ImageVerifier> early_;
+  ArtifactHasher hasher_;
+  std::string filename_;  // the image part's, as sent
   std::uint64_t received_ = 0;
 };
 
@@ -621,8 +664,8 @@ ApiResponse AdminService::delete_psk(std::string_view device_id) {
 
 ApiResponse AdminService::create_deployment(std::string_view body, std::int64_t now) {
   ApiResponse refusal;
-  auto parsed =
-      parse_body_object(body, 3, {"image_id", "devices", "models", "allow_downgrade"}, refusal);
+  auto parsed = parse_body_object(
+      body, 3, {"image_id", "devices", "models", "allow_downgrade", "action_type"}, refusal);
   if (!parsed) {
     return refusal;
   }
@@ -657,6 +700,14 @@ ApiResponse AdminService::create_deployment(std::string_view body, std::int64_t 
       return api_error(400, "bad_request", "field 'allow_downgrade': must be a boolean");
     }
     d.allow_downgrade = v->get_bool();
+  }
+  if (const json::value* v = o.if_contains("action_type")) {
+    auto type = v->is_string() ? storage::parse_action_type(v->get_string()) : std::nullopt;
+    if (!type) {
+      return api_error(400, "bad_request",
+                       "field 'action_type': must be forced, soft or downloadonly");
+    }
+    d.action_type = *type;
   }
   if (d.devices.empty() && d.models.empty()) {
     return api_error(400, "bad_request", "give at least one device or model");

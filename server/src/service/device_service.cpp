@@ -44,9 +44,12 @@ constexpr std::array<std::string_view, 10> kResults = {"initial",
                                                        "update_failed",
                                                        "unsupported_protocol"};
 
-// The offer a device at `current` gets from `offer`, if any: never the version it runs, and a
-// lower one only where the deployment allows a downgrade.
-bool should_offer(const storage::Offer& offer, std::string_view model, const Version& current) {
+ApiResponse bad_request(std::string_view message) { return api_error(400, "bad_request", message); }
+
+}  // namespace
+
+bool should_offer(const storage::Offer& offer, std::string_view model,
+                  const std::optional<Version>& current) {
   if (std::find(offer.image.models.begin(), offer.image.models.end(), model) ==
       offer.image.models.end()) {
     return false;
@@ -55,15 +58,11 @@ bool should_offer(const storage::Offer& offer, std::string_view model, const Ver
   if (!offered) {
     return false;
   }
-  if (*offered > current) {
+  if (!current || *offered > *current) {
     return true;
   }
-  return offer.deployment.allow_downgrade && *offered != current;
+  return offer.deployment.allow_downgrade && *offered != *current;
 }
-
-ApiResponse bad_request(std::string_view message) { return api_error(400, "bad_request", message); }
-
-}  // namespace
 
 bool is_lwm2m_state(std::string_view s) {
   return std::find(kStates.begin(), kStates.end(), s) != kStates.end();

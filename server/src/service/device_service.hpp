@@ -4,6 +4,7 @@
 
 #include "fwdepot/certs/pki.hpp"
 #include "fwdepot/core/openssl.hpp"
+#include "fwdepot/core/semver.hpp"
 #include "service/api.hpp"
 #include "service/metrics.hpp"
 
@@ -16,6 +17,12 @@ namespace fwdepot::server {
 /// LwM2M Firmware Update object states and results, as names on the wire.
 [[nodiscard]] bool is_lwm2m_state(std::string_view s);
 [[nodiscard]] bool is_lwm2m_result(std::string_view s);
+
+/// Whether a device of `model` running `current` gets `offer`'s image: never the version it
+/// runs, and a lower one only where the deployment allows a downgrade. A device whose version is
+/// unknown (nullopt: a DDI device before its first update) gets any image for its model.
+[[nodiscard]] bool should_offer(const storage::Offer& offer, std::string_view model,
+                                const std::optional<Version>& current);
 
 /// Who a verified peer certificate names: its CN as the device id (nullopt if that is not a valid
 /// id) and its OU as the model (dropped if invalid). Shared by the HTTPS and CoAPS listeners.

@@ -90,6 +90,7 @@ result<void> MultipartParser::feed(std::string_view bytes) {
 
 result<void> MultipartParser::parse_headers(std::string_view headers) {
   std::optional<std::string> name;
+  std::string filename;
   std::size_t pos = 0;
   while (pos < headers.size()) {
     auto end = headers.find("\r\n", pos);
@@ -108,6 +109,7 @@ result<void> MultipartParser::parse_headers(std::string_view headers) {
         return fail("part is not form-data");
       }
       name = header_param(value, "name");
+      filename = header_param(value, "filename").value_or("");
     }
   }
   if (!name || name->empty()) {
@@ -116,7 +118,7 @@ result<void> MultipartParser::parse_headers(std::string_view headers) {
   if (++parts_ > kMaxParts) {
     return fail("more than " + std::to_string(kMaxParts) + " parts");
   }
-  return handlers_.on_part_begin(*name);
+  return handlers_.on_part_begin(*name, filename);
 }
 
 // Consumes as much of buffer_ as the current state allows. Body bytes are passed on as soon as

@@ -19,8 +19,9 @@ namespace fwdepot::server {
 class MultipartParser {
  public:
   struct Handlers {
-    /// A part begins; `name` is its Content-Disposition form-data name.
-    std::function<result<void>(std::string_view name)> on_part_begin;
+    /// A part begins; `name` is its Content-Disposition form-data name, `filename` the
+    /// filename parameter as sent (empty when there is none).
+    std::function<result<void>(std::string_view name, std::string_view filename)> on_part_begin;
     /// Body bytes of the current part, in order.
     std::function<result<void>(std::string_view bytes)> on_part_data;
     /// The current part is complete.

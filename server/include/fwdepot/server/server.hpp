@@ -46,6 +46,10 @@ struct ServerOptions {
   std::size_t coaps_max_sessions_per_address = 256;       // ... from one IP address
   std::chrono::milliseconds coaps_idle_timeout{120'000};  // an idle DTLS session is dropped
   std::size_t coaps_max_handshakes = 1000;                // half-open DTLS handshakes
+
+  // hawkBit DDI on the device listener, under /{ddi_tenant}/controller/v1/{controllerId}.
+  std::string ddi_tenant = "DEFAULT";           // empty: DDI not served
+  std::chrono::seconds ddi_polling_sleep{300};  // the polling interval DDI agents are told
 };
 
 /// Everything Server::create checks before it opens storage and binds: the listen addresses,

@@ -28,6 +28,9 @@ struct NewImage {
   std::vector<std::string> signer_key_ids;
   std::string description;
   std::int64_t created_at = 0;  // upload time
+  std::string filename;         // as uploaded (the multipart part's filename), for DDI's artifacts
+  std::string sha1_hex;         // hashes hawkBit agents check besides SHA-256; lowercase hex
+  std::string md5_hex;
 };
 
 struct ImageRecord : NewImage {
@@ -53,6 +56,7 @@ struct DeviceRecord {
   std::optional<std::string> last_message;
   std::int64_t first_seen = 0;
   std::int64_t last_seen = 0;
+  std::string attributes = "{}";  // a JSON object of strings the device reported (DDI configData)
 };
 
 struct DeviceEvent {
@@ -92,12 +96,19 @@ struct DevicePage {
   std::uint64_t total = 0;  // matching devices over all pages
 };
 
+/// How a device is to apply a deployment, in hawkBit's terms: forced (download and install at
+/// once), soft (the device may ask its user first), download-only (download, never install).
+enum class ActionType { forced, soft, download_only };
+[[nodiscard]] std::string_view to_string(ActionType t);  // "forced", "soft", "downloadonly"
+[[nodiscard]] std::optional<ActionType> parse_action_type(std::string_view s);
+
 struct NewDeployment {
   std::int64_t image_id = 0;
   std::vector<std::string> devices;  // device-level targets
   std::vector<std::string> models;   // model-level targets
   bool allow_downgrade = false;
   std::int64_t created_at = 0;
+  ActionType action_type = ActionType::forced;
 };
 
 struct DeploymentRecord : NewDeployment {
@@ -108,6 +119,33 @@ struct DeploymentRecord : NewDeployment {
 struct Offer {
   DeploymentRecord deployment;
   ImageRecord image;
+};
+
+/// One deployment offered to one device over DDI (hawkBit's "action"). open: offered and not
+/// finished; canceling: the deployment was cancelled and the device has yet to confirm;
+/// closed: the device reported the end (success or failure); canceled: the device confirmed the
+/// cancellation.
+enum class ActionStatus { open, canceling, closed, canceled };
+[[nodiscard]] std::string_view to_string(ActionStatus s);
+
+struct ActionRecord {
+  std::int64_t id = 0;
+  std::int64_t deployment_id = 0;
+  std::string device_id;
+  std::int64_t image_id = 0;  // the deployment's
+  ActionType type = ActionType::forced;
+  ActionStatus status = ActionStatus::open;
+  std::int64_t created_at = 0;
+  std::int64_t updated_at = 0;
+};
+
+/// What one piece of device feedback changes, applied together: the action's status, the
+/// device's state, version and last result, and one event in its history.
+struct ActionUpdate {
+  std::int64_t action_id = 0;
+  ActionStatus expected = ActionStatus::open;  // the status the caller saw; else error::conflict
+  ActionStatus status = ActionStatus::open;
+  DeviceEvent event;  // device_id, at, kind, state, version, result, message, image_id
 };
 
 struct AdminToken {
@@ -166,6 +204,10 @@ class Catalog {
   [[nodiscard]] virtual result<void> delete_image(std::int64_t id) = 0;
   /// How many image rows reference a blob (blobs are shared between equal payloads).
   [[nodiscard]] virtual result<std::uint64_t> count_images_with_blob(const Sha256Digest& d) = 0;
+  /// Records the SHA-1 and MD5 of an image from before they were taken at upload.
+  /// Errors: error::not_found.
+  [[nodiscard]] virtual result<void> set_image_hashes(std::int64_t id, std::string_view sha1_hex,
+                                                      std::string_view md5_hex) = 0;
   /// Every blob digest some image row references.
   [[nodiscard]] virtual result<std::vector<Sha256Digest>> referenced_blobs() = 0;
 
@@ -182,6 +224,17 @@ class Catalog {
   /// At most `q.limit` events past the cursor, in the query's order.
   [[nodiscard]] virtual result<std::vector<DeviceEvent>> list_events(std::string_view device_id,
                                                                      const EventQuery& q) = 0;
+  /// A device seen by a protocol that does not report its version (DDI polls): registered on
+  /// first sight with an empty version, state idle and a "registered" event; otherwise only its
+  /// last_seen moves. Returns the record.
+  [[nodiscard]] virtual result<DeviceRecord> touch_device(std::string_view id,
+                                                          std::string_view model,
+                                                          std::int64_t now) = 0;
+  /// Replaces the device's attributes (a JSON object, already validated). Errors:
+  /// error::not_found.
+  [[nodiscard]] virtual result<void> put_attributes(std::string_view device_id,
+                                                    std::string_view attributes_json,
+                                                    std::int64_t now) = 0;
   /// Counts per version, model and state, and the `failures` newest failed devices.
   [[nodiscard]] virtual result<FleetStats> fleet_stats(std::size_t failures) = 0;
 
@@ -190,6 +243,7 @@ class Catalog {
   [[nodiscard]] virtual result<std::int64_t> create_deployment(const NewDeployment& d) = 0;
   /// Newest first, cancelled ones included.
   [[nodiscard]] virtual result<std::vector<DeploymentRecord>> list_deployments() = 0;
+  /// Also moves the deployment's open DDI actions to canceling, in the same transaction.
   /// Errors: error::not_found (no such deployment, or already cancelled).
   [[nodiscard]] virtual result<void> cancel_deployment(std::int64_t id, std::int64_t now) = 0;
   /// Errors: error::not_found.
@@ -199,6 +253,22 @@ class Catalog {
   /// and rollback checks are the caller's. Returns nullopt when nothing applies.
   [[nodiscard]] virtual result<std::optional<Offer>> find_offer(std::string_view device_id,
                                                                 std::string_view model) = 0;
+
+  // --- DDI actions ---
+  /// The action of this deployment for this device, created open on first call. Errors:
+  /// error::not_found (no such device or deployment).
+  [[nodiscard]] virtual result<ActionRecord> open_action(std::string_view device_id,
+                                                         std::int64_t deployment_id,
+                                                         std::int64_t now) = 0;
+  /// Errors: error::not_found.
+  [[nodiscard]] virtual result<ActionRecord> find_action(std::int64_t id) = 0;
+  /// The device's actions that are open or canceling, oldest first.
+  [[nodiscard]] virtual result<std::vector<ActionRecord>> active_actions(
+      std::string_view device_id) = 0;
+  /// Applies one piece of feedback in one transaction and returns the device afterwards.
+  /// Errors: error::not_found (no such action or device), error::conflict (the action's
+  /// status is no longer `expected`).
+  [[nodiscard]] virtual result<DeviceRecord> record_action_update(const ActionUpdate& u) = 0;
 
   // --- admin tokens (only SHA-256 hashes are stored) ---
   /// Errors: error::conflict (a live token with that name, or that hash, exists).

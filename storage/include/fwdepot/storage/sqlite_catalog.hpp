@@ -76,6 +76,17 @@ class SqliteCatalog final : public Catalog {
   result<void> record_certificate(const IssuedCertificate& c) override;
   result<std::size_t> revoke_certificates(std::string_view device_id, std::int64_t now) override;
   result<std::vector<IssuedCertificate>> revoked_certificates() override;
+  result<void> set_image_hashes(std::int64_t id, std::string_view sha1_hex,
+                                std::string_view md5_hex) override;
+  result<DeviceRecord> touch_device(std::string_view id, std::string_view model,
+                                    std::int64_t now) override;
+  result<void> put_attributes(std::string_view device_id, std::string_view attributes_json,
+                              std::int64_t now) override;
+  result<ActionRecord> open_action(std::string_view device_id, std::int64_t deployment_id,
+                                   std::int64_t now) override;
+  result<ActionRecord> find_action(std::int64_t id) override;
+  result<std::vector<ActionRecord>> active_actions(std::string_view device_id) override;
+  result<DeviceRecord> record_action_update(const ActionUpdate& u) override;
 
   class Impl;  // opaque: keeps sqlite3 out of this header
 
