@@ -95,12 +95,17 @@ result<StartupReport> recover_storage(Catalog& catalog, BlobStore& blobs) {
       report.broken_images.push_back(image.id);
       continue;
     }
-    if (image.sha1_hex.empty() || image.md5_hex.empty()) {
+    if (image.filename.empty() || image.sha1_hex.empty() || image.md5_hex.empty()) {
       auto hashes = hash_blob(blobs, image.sha256);
       if (!hashes) {
         return hashes.error();
       }
-      if (auto r = catalog.set_image_hashes(image.id, hashes->sha1_hex, hashes->md5_hex); !r) {
+      // Names and versions are identifiers and SemVer: safe in a URL path segment as they are.
+      const std::string filename =
+          image.filename.empty() ? image.name + "-" + image.version + ".bin" : image.filename;
+      if (auto r =
+              catalog.set_artifact_fields(image.id, filename, hashes->sha1_hex, hashes->md5_hex);
+          !r) {
         return r.error();
       }
       ++report.hashed_images;

@@ -613,8 +613,12 @@ result<void> SqliteCatalog::delete_image(std::int64_t id) {
     return tx.error();
   }
   {
+    // A DDI action still running (one whose device refused a cancellation, say) keeps its
+    // image too: the device may be downloading it.
     auto active = impl_->query(
-        "SELECT count(*) FROM deployments WHERE image_id = ?1 AND cancelled_at IS NULL");
+        "SELECT (SELECT count(*) FROM deployments WHERE image_id = ?1 AND cancelled_at IS NULL) + "
+        "(SELECT count(*) FROM ddi_actions a JOIN deployments d ON d.id = a.deployment_id "
+        "WHERE d.image_id = ?1 AND a.status IN ('open', 'canceling'))");
     if (!active) {
       return active.error();
     }
@@ -624,7 +628,8 @@ result<void> SqliteCatalog::delete_image(std::int64_t id) {
       return row.error();
     }
     if (active->int64(0) > 0) {
-      return Error(error::in_use, "image " + std::to_string(id) + " has an active deployment");
+      return Error(error::in_use, "image " + std::to_string(id) +
+                                      " has an active deployment or a DDI action in progress");
     }
   }
   auto q = impl_->query("DELETE FROM images WHERE id = ?1");
@@ -641,13 +646,14 @@ result<void> SqliteCatalog::delete_image(std::int64_t id) {
   return tx->commit();
 }
 
-result<void> SqliteCatalog::set_image_hashes(std::int64_t id, std::string_view sha1_hex,
-                                             std::string_view md5_hex) {
-  auto q = impl_->query("UPDATE images SET sha1 = ?2, md5 = ?3 WHERE id = ?1");
+result<void> SqliteCatalog::set_artifact_fields(std::int64_t id, std::string_view filename,
+                                                std::string_view sha1_hex,
+                                                std::string_view md5_hex) {
+  auto q = impl_->query("UPDATE images SET filename = ?2, sha1 = ?3, md5 = ?4 WHERE id = ?1");
   if (!q) {
     return q.error();
   }
-  q->bind(1, id).bind(2, sha1_hex).bind(3, md5_hex);
+  q->bind(1, id).bind(2, filename).bind(3, sha1_hex).bind(4, md5_hex);
   if (auto r = q->run(); !r) {
     return r;
   }

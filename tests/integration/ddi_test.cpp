@@ -63,6 +63,13 @@ class DdiTest : public ServerFixture {
     return parse(dep.body).at("id").as_int64();
   }
 
+  // A second deployment of the uploaded image to dev-1; the status.
+  int deploy_again() {
+    return admin("POST", "/api/v1/deployments",
+                 R"({"image_id":)" + std::to_string(image_id_) + R"(,"devices":["dev-1"]})")
+        .status;
+  }
+
   json::value poll(const std::string& id) {
     auto r = device(id, "GET", base(id));
     EXPECT_EQ(r.status, 200) << r.body;
@@ -245,6 +252,30 @@ TEST_F(DdiTest, ACancelledDeploymentIsStoppedThroughCancelAction) {
   EXPECT_EQ(admin_json("/api/v1/devices/dev-1").at("version"), "");
 }
 
+// A device may refuse to stop: its action runs on, offered again, and its image cannot be
+// deleted from under it until the action ends.
+TEST_F(DdiTest, ARefusedCancellationKeepsTheActionAndItsImage) {
+  start_server();
+  const auto deployment = deploy({"dev-1"}, "forced");
+  const auto action = linked_action(poll("dev-1"));
+  ASSERT_GT(action, 0);
+  ASSERT_EQ(admin("DELETE", "/api/v1/deployments/" + std::to_string(deployment)).status, 204);
+  EXPECT_EQ(linked_action(poll("dev-1"), "cancelAction"), action);
+  auto refused =
+      post_feedback("dev-1", action, feedback("rejected", "none", {"installing"}), "cancelAction");
+  ASSERT_EQ(refused.status, 200) << refused.body;
+  // hawkBit's tenant names ignore case: suricatta's examples say "default".
+  auto polled = device("dev-1", "GET", "/default/controller/v1/dev-1");
+  ASSERT_EQ(polled.status, 200) << polled.body;
+  EXPECT_EQ(linked_action(parse(polled.body)), action);
+  auto del = admin("DELETE", "/api/v1/images/" + std::to_string(image_id_));
+  EXPECT_EQ(del.status, 409) << del.body;
+  EXPECT_EQ(error_code_of(del), "in_use");
+  ASSERT_EQ(post_feedback("dev-1", action, feedback("closed", "success")).status, 200);
+  EXPECT_EQ(admin_json("/api/v1/devices/dev-1").at("version"), "1.1.0");
+  EXPECT_EQ(admin("DELETE", "/api/v1/images/" + std::to_string(image_id_)).status, 204);
+}
+
 TEST_F(DdiTest, AClosedFailureIsRecordedAndNotOfferedAgain) {
   start_server();
   const auto deployment = deploy({"dev-1"}, "forced");
@@ -261,7 +292,17 @@ TEST_F(DdiTest, AClosedFailureIsRecordedAndNotOfferedAgain) {
       admin_json("/api/v1/deployments/" + std::to_string(deployment)).at("progress").at("failed"),
       1);
   EXPECT_EQ(linked_action(poll("dev-1")), 0);
-  EXPECT_NE(metrics().find("fwdepot_update_outcomes_total{result=\"update_failed\"} 1"),
+  // A report longer than the history keeps is cut to 1 KiB, prefix included.
+  ASSERT_EQ(deploy_again(), 201);
+  const auto second = linked_action(poll("dev-1"));
+  ASSERT_GT(second, action);
+  ASSERT_EQ(post_feedback("dev-1", second, feedback("closed", "failure", {std::string(3000, 'e')}))
+                .status,
+            200);
+  const std::string message = str(admin_json("/api/v1/devices/dev-1").at("last_message"));
+  EXPECT_EQ(message.size(), 1024u);
+  EXPECT_EQ(message.substr(0, 13), "ddi closed: e");
+  EXPECT_NE(metrics().find("fwdepot_update_outcomes_total{result=\"update_failed\"} 2"),
             std::string::npos)
       << metrics();
 }

@@ -89,7 +89,7 @@ TEST_F(ImageStoreTest, RemovesASharedBlobWithItsLastImage) {
   EXPECT_EQ(remove_image(*catalog_, *blobs_, *idb).error(), error::not_found);
 }
 
-// Images from before uploads recorded SHA-1 and MD5 get them at the next start, from the blob.
+// Images from before uploads recorded a file name, SHA-1 and MD5 get them at the next start.
 TEST_F(ImageStoreTest, RecoveryFillsInMissingArtifactHashes) {
   const NewImage i = commit_blob("abc");
   auto id = add_image(*catalog_, *blobs_, i);
@@ -102,6 +102,7 @@ TEST_F(ImageStoreTest, RecoveryFillsInMissingArtifactHashes) {
   // The test vectors of FIPS 180 and RFC 1321 for "abc".
   EXPECT_EQ(found->sha1_hex, "a9993e364706816aba3e25717850c26c9cd0d89d");
   EXPECT_EQ(found->md5_hex, "900150983cd24fb0d6963f7d28e17f72");
+  EXPECT_EQ(found->filename, "fw-1.0.0.bin");
   EXPECT_EQ(recover_storage(*catalog_, *blobs_)->hashed_images, 0u);
 }
 

@@ -464,7 +464,7 @@ asio::awaitable<error_code> route_ddi(Stream& stream, beast::flat_buffer& buffer
   const auto& req = head.get();
   const auto method = req.method();
   ex.route = ddi_route_pattern(seg);
-  if (seg[0] != ddi.tenant()) {
+  if (!beast::iequals(seg[0], ddi.tenant())) {  // hawkBit's tenants ignore case
     co_return co_await write_api(stream, l, ex, api_error(404, "not_found", "unknown tenant"));
   }
   if (seg[3] != device.device_id) {

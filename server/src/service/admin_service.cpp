@@ -175,6 +175,10 @@ std::string artifact_filename(std::string_view sent, const Manifest& m) {
   if (out.empty() || out.front() == '.') {
     return m.name + "-" + m.version.to_string() + ".bin";
   }
+  // DDI serves NAME.MD5SUM as NAME's checksum: an artifact may not take such a name itself.
+  if (out.ends_with(".MD5SUM")) {
+    out[out.size() - 7] = '_';
+  }
   return out;
 }
 

@@ -114,15 +114,19 @@ result<Feedback> parse_feedback(std::string_view body) {
       f.message = std::move(joined);
     }
   }
-  if (f.message.size() > kMaxMessageBytes) {
-    // Cut on a character boundary: the history is shown as UTF-8 text.
+  return f;
+}
+
+// At most kMaxMessageBytes, cut on a character boundary: the history is shown as UTF-8 text.
+std::string capped(std::string s) {
+  if (s.size() > kMaxMessageBytes) {
     std::size_t cut = kMaxMessageBytes;
-    while (cut > 0 && (static_cast<unsigned char>(f.message[cut]) & 0xC0) == 0x80) {
+    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) {
       --cut;
     }
-    f.message.resize(cut);
+    s.resize(cut);
   }
-  return f;
+  return s;
 }
 
 // The device's LwM2M state while an update proceeds: a DDI "proceeding" after the download
@@ -337,7 +341,7 @@ ApiResponse DdiService::feedback(const certs::DeviceIdentity& who, std::int64_t 
                   .image_id = image->id}};
     storage::DeviceEvent& e = u.event;
     const std::string& x = f->execution;
-    std::string note = f->message.empty() ? "ddi " + x : "ddi " + x + ": " + f->message;
+    std::string note = capped(f->message.empty() ? "ddi " + x : "ddi " + x + ": " + f->message);
     if (on == FeedbackOn::cancel) {
       const bool confirmed = x == "canceled" || (x == "closed" && f->finished != "failure");
       const bool refused = x == "rejected" || (x == "closed" && f->finished == "failure");

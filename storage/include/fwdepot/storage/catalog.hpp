@@ -204,10 +204,11 @@ class Catalog {
   [[nodiscard]] virtual result<void> delete_image(std::int64_t id) = 0;
   /// How many image rows reference a blob (blobs are shared between equal payloads).
   [[nodiscard]] virtual result<std::uint64_t> count_images_with_blob(const Sha256Digest& d) = 0;
-  /// Records the SHA-1 and MD5 of an image from before they were taken at upload.
+  /// Completes an image from before uploads recorded a file name, SHA-1 and MD5.
   /// Errors: error::not_found.
-  [[nodiscard]] virtual result<void> set_image_hashes(std::int64_t id, std::string_view sha1_hex,
-                                                      std::string_view md5_hex) = 0;
+  [[nodiscard]] virtual result<void> set_artifact_fields(std::int64_t id, std::string_view filename,
+                                                         std::string_view sha1_hex,
+                                                         std::string_view md5_hex) = 0;
   /// Every blob digest some image row references.
   [[nodiscard]] virtual result<std::vector<Sha256Digest>> referenced_blobs() = 0;
 

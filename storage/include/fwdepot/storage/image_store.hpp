@@ -28,12 +28,13 @@ struct StartupReport {
   std::size_t removed_temp_files = 0;
   std::vector<Sha256Digest> orphan_blobs;   // committed, but no row references them
   std::vector<std::int64_t> broken_images;  // rows whose blob is missing or the wrong size
-  std::size_t hashed_images = 0;  // rows from before uploads recorded SHA-1 and MD5, now filled
+  std::size_t hashed_images = 0;  // rows from before uploads recorded a file name, SHA-1 and
+                                  // MD5 (schema 1), now completed
 };
 
 /// Run once at start, before serving. Removes temporary blobs and reports (never deletes)
-/// orphans and broken rows, so that an operator decides. Fills in the SHA-1 and MD5 of sound
-/// images that lack them (uploaded before they were recorded).
+/// orphans and broken rows, so that an operator decides. Fills in the file name (NAME-VERSION.bin),
+/// SHA-1 and MD5 of sound images that lack them (uploaded before they were recorded).
 [[nodiscard]] result<StartupReport> recover_storage(Catalog& catalog, BlobStore& blobs);
 
 }  // namespace fwdepot::storage

@@ -76,8 +76,8 @@ class SqliteCatalog final : public Catalog {
   result<void> record_certificate(const IssuedCertificate& c) override;
   result<std::size_t> revoke_certificates(std::string_view device_id, std::int64_t now) override;
   result<std::vector<IssuedCertificate>> revoked_certificates() override;
-  result<void> set_image_hashes(std::int64_t id, std::string_view sha1_hex,
-                                std::string_view md5_hex) override;
+  result<void> set_artifact_fields(std::int64_t id, std::string_view filename,
+                                   std::string_view sha1_hex, std::string_view md5_hex) override;
   result<DeviceRecord> touch_device(std::string_view id, std::string_view model,
                                     std::int64_t now) override;
   result<void> put_attributes(std::string_view device_id, std::string_view attributes_json,
