@@ -100,6 +100,50 @@ TEST(SqliteCatalogOpen, MigratesAnEmptyDatabaseAndReopensAsANoOp) {
   EXPECT_EQ(user_version(path), SqliteCatalog::current_schema_version());
 }
 
+// A catalog written by the fwdepot before DDI (schema 1) opens: its rows keep their values, the
+// new columns take their defaults, and a DDI action can be opened on an old deployment.
+TEST(SqliteCatalogOpen, UpgradesASchema1CatalogWithItsData) {
+  TempDir dir;
+  const auto path = dir / "fwdepot.db";
+  {
+    auto c = SqliteCatalog::open(path);
+    ASSERT_TRUE(c) << c.error();
+    ASSERT_TRUE((*c)->insert_image(image("fw", "2.0.0")));
+    ASSERT_TRUE((*c)->record_checkin({"dev-1", "board-a", "1.0.0", "idle", {}, {}, {}}, 10));
+    ASSERT_TRUE((*c)->create_deployment({1, {"dev-1"}, {}, false, 20, ActionType::soft}));
+  }
+  // Back to schema 1: what migration 2 added, taken away again.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DROP TABLE ddi_actions; ALTER TABLE images DROP COLUMN filename; "
+                         "ALTER TABLE images DROP COLUMN sha1; ALTER TABLE images DROP COLUMN md5; "
+                         "ALTER TABLE devices DROP COLUMN attributes; "
+                         "ALTER TABLE deployments DROP COLUMN action_type; PRAGMA user_version=1",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+  ASSERT_EQ(user_version(path), 1);
+
+  auto c = SqliteCatalog::open(path);
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(user_version(path), SqliteCatalog::current_schema_version());
+  EXPECT_EQ(*(*c)->integrity_check(), "ok");
+  auto img = (*c)->find_image(1);
+  ASSERT_TRUE(img);
+  EXPECT_EQ(img->name, "fw");
+  EXPECT_EQ(img->filename, "");  // filled in by recover_storage at the next start
+  auto dev = (*c)->find_device("dev-1");
+  ASSERT_TRUE(dev);
+  EXPECT_EQ(dev->version, "1.0.0");
+  EXPECT_EQ(dev->attributes, "{}");
+  EXPECT_EQ((*c)->list_deployments()->front().action_type, ActionType::forced);
+  auto action = (*c)->open_action("dev-1", 1, 30);
+  ASSERT_TRUE(action) << action.error();
+  EXPECT_EQ(action->image_id, 1);
+}
+
 TEST(SqliteCatalogOpen, RefusesADatabaseFromANewerFwdepot) {
   TempDir dir;
   const auto path = dir / "fwdepot.db";
