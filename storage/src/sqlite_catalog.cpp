@@ -1370,6 +1370,25 @@ result<ActionRecord> SqliteCatalog::find_action(std::int64_t id) {
   return single(*q, read_action, Error(error::not_found, "action " + std::to_string(id)));
 }
 
+result<void> SqliteCatalog::request_action_cancel(std::int64_t id, std::int64_t now) {
+  auto q = impl_->query(
+      "UPDATE ddi_actions SET status = 'canceling', updated_at = ?2 WHERE id = ?1 AND status = "
+      "'open'");
+  if (!q) {
+    return q.error();
+  }
+  q->bind(1, id).bind(2, now);
+  if (auto r = q->run(); !r) {
+    return r;
+  }
+  if (sqlite3_changes(impl_->db()) == 0) {
+    auto found = find_action(id);
+    return found ? Error(error::conflict, "action " + std::to_string(id) + " is not open")
+                 : found.error();
+  }
+  return {};
+}
+
 result<std::vector<ActionRecord>> SqliteCatalog::active_actions(std::string_view device_id) {
   auto q = impl_->query(std::string("SELECT ") + kActionColumns +
                         " FROM ddi_actions a JOIN deployments d ON d.id = a.deployment_id "

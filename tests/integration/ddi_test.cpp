@@ -276,6 +276,25 @@ TEST_F(DdiTest, ARefusedCancellationKeepsTheActionAndItsImage) {
   EXPECT_EQ(admin("DELETE", "/api/v1/images/" + std::to_string(image_id_)).status, 204);
 }
 
+// A newer deployment for a device with a running action: the device is asked to stop the old
+// one first (cancelAction), and is offered the new one once it has confirmed.
+TEST_F(DdiTest, ANewerDeploymentSupersedesTheRunningAction) {
+  start_server();
+  deploy({"dev-1"}, "forced");
+  const auto first = linked_action(poll("dev-1"));
+  ASSERT_GT(first, 0);
+  ASSERT_EQ(deploy_again(), 201);
+  const auto asked = poll("dev-1");
+  EXPECT_EQ(linked_action(asked, "cancelAction"), first);
+  EXPECT_EQ(linked_action(asked, "deploymentBase"), 0);
+  ASSERT_EQ(post_feedback("dev-1", first, feedback("canceled", "none"), "cancelAction").status,
+            200);
+  const auto second = linked_action(poll("dev-1"));
+  EXPECT_GT(second, first);
+  auto db = device("dev-1", "GET", base("dev-1") + "/deploymentBase/" + std::to_string(second));
+  EXPECT_EQ(db.status, 200) << db.body;
+}
+
 TEST_F(DdiTest, AClosedFailureIsRecordedAndNotOfferedAgain) {
   start_server();
   const auto deployment = deploy({"dev-1"}, "forced");

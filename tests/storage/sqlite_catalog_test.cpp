@@ -489,6 +489,8 @@ TEST_F(SqliteCatalogTest, ActionsOpenOncePerDeploymentAndFollowCancellation) {
 
   ASSERT_TRUE(catalog_->cancel_deployment(*dep, 130));
   EXPECT_EQ(catalog_->find_action(a->id)->status, ActionStatus::canceling);
+  EXPECT_EQ(catalog_->request_action_cancel(a->id, 131).error(), error::conflict);
+  EXPECT_EQ(catalog_->request_action_cancel(a->id + 100, 131).error(), error::not_found);
 
   DeviceEvent e{.id = 0,
                 .device_id = "ddi-1",

@@ -151,11 +151,35 @@ ApiResponse DdiService::poll(const certs::DeviceIdentity& who, std::string_view 
     }
     Pending p;
     p.config_data = device->attributes == "{}";
+    // The deployment that applies to the device now, if any.
+    auto offer = c.find_offer(who.device_id, device->model);
+    if (!offer) {
+      return offer.error();
+    }
+    std::optional<Version> current;
+    bool known = true;  // an unparsable stored version never gets an offer
+    if (!device->version.empty()) {
+      auto v = Version::parse(device->version);
+      known = static_cast<bool>(v);
+      current = v ? std::optional<Version>(*v) : std::nullopt;
+    }
+    std::optional<std::int64_t> applicable;
+    if (*offer && known && should_offer(**offer, device->model, current)) {
+      applicable = (*offer)->deployment.id;
+    }
     auto active = c.active_actions(who.device_id);
     if (!active) {
       return active.error();
     }
-    for (const auto& a : *active) {
+    for (auto& a : *active) {
+      if (a.status == ActionStatus::open && applicable && a.deployment_id != *applicable) {
+        // A newer deployment supersedes the running one: as hawkBit does, the device is asked
+        // to stop it first, and is offered the new one once it has.
+        if (auto r = c.request_action_cancel(a.id, now); !r) {
+          return r.error();
+        }
+        a.status = ActionStatus::canceling;
+      }
       if (a.status == ActionStatus::canceling && !p.cancel) {
         p.cancel = a.id;
       }
@@ -163,31 +187,17 @@ ApiResponse DdiService::poll(const certs::DeviceIdentity& who, std::string_view 
         p.deployment = a.id;
       }
     }
-    if (p.cancel || p.deployment) {
+    if (p.cancel || p.deployment || !applicable) {
       return p;
     }
-    auto offer = c.find_offer(who.device_id, device->model);
-    if (!offer) {
-      return offer.error();
+    // Once per deployment: an action the device closed (with a failure, say) is not offered
+    // again until an admin deploys anew.
+    auto action = c.open_action(who.device_id, *applicable, now);
+    if (!action) {
+      return action.error();
     }
-    std::optional<Version> current;
-    if (!device->version.empty()) {
-      auto v = Version::parse(device->version);
-      if (!v) {
-        return p;  // an unparsable stored version never gets an offer
-      }
-      current = *v;
-    }
-    if (*offer && should_offer(**offer, device->model, current)) {
-      // Once per deployment: an action the device closed (with a failure, say) is not
-      // offered again until an admin deploys anew.
-      auto action = c.open_action(who.device_id, (*offer)->deployment.id, now);
-      if (!action) {
-        return action.error();
-      }
-      if (action->status == ActionStatus::open) {
-        p.deployment = action->id;
-      }
+    if (action->status == ActionStatus::open) {
+      p.deployment = action->id;
     }
     return p;
   });

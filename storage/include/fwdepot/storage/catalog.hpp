@@ -263,6 +263,9 @@ class Catalog {
                                                          std::int64_t now) = 0;
   /// Errors: error::not_found.
   [[nodiscard]] virtual result<ActionRecord> find_action(std::int64_t id) = 0;
+  /// Asks the device to stop an open action (a newer deployment supersedes it): it becomes
+  /// canceling. Errors: error::not_found (no such action), error::conflict (not open).
+  [[nodiscard]] virtual result<void> request_action_cancel(std::int64_t id, std::int64_t now) = 0;
   /// The device's actions that are open or canceling, oldest first.
   [[nodiscard]] virtual result<std::vector<ActionRecord>> active_actions(
       std::string_view device_id) = 0;

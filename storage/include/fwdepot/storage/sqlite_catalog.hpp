@@ -85,6 +85,7 @@ class SqliteCatalog final : public Catalog {
   result<ActionRecord> open_action(std::string_view device_id, std::int64_t deployment_id,
                                    std::int64_t now) override;
   result<ActionRecord> find_action(std::int64_t id) override;
+  result<void> request_action_cancel(std::int64_t id, std::int64_t now) override;
   result<std::vector<ActionRecord>> active_actions(std::string_view device_id) override;
   result<DeviceRecord> record_action_update(const ActionUpdate& u) override;
 
