@@ -419,6 +419,15 @@ inline std::string coaps_origin_of(std::string_view https_origin, std::uint16_t 
 
 // --- hawkBit DDI ------------------------------------------------------------------------------
 
+// A DDI answer: documents are HAL (hawkBit's type), errors and empty answers plain JSON.
+template <class Stream>
+asio::awaitable<error_code> write_hal(Stream& stream, Listener l, Exchange& ex,
+                                      ApiResponse response) {
+  const bool document = response.status == 200 && !response.body.empty();
+  co_return co_await write_response(stream, l, ex, response.status, std::move(response.body),
+                                    document ? "application/hal+json" : "application/json");
+}
+
 // The route label of a DDI path (segments from the tenant on), from a closed set.
 inline std::string ddi_route_pattern(const std::vector<std::string>& seg) {
   std::string out = "/{tenant}/controller/v1/{controllerId}";
@@ -474,31 +483,22 @@ asio::awaitable<error_code> route_ddi(Stream& stream, beast::flat_buffer& buffer
   }
   const std::string base = origin_of(req, "https") + "/" + seg[0] + "/controller/v1/" + seg[3];
   const std::size_t n = seg.size();
-  const auto answer = [&](ApiResponse r) {
-    const bool document = r.status == 200 && !r.body.empty();
-    return write_response(stream, l, ex, r.status, std::move(r.body),
-                          document ? "application/hal+json" : "application/json");
-  };
-  const auto wrong_method = [&](const char* allowed) {
-    return write_api(stream, l, ex,
-                     api_error(405, "method_not_allowed", std::string("use ") + allowed));
-  };
   if (n == 4) {
     if (method != http::verb::get) {
-      co_return co_await wrong_method("GET");
+      co_return co_await write_api(stream, l, ex, api_error(405, "method_not_allowed", "use GET"));
     }
-    co_return co_await answer(ddi.poll(device, base, unix_now()));
+    co_return co_await write_hal(stream, l, ex, ddi.poll(device, base, unix_now()));
   }
   if (n == 5 && seg[4] == "configData") {
     if (method != http::verb::put) {
-      co_return co_await wrong_method("PUT");
+      co_return co_await write_api(stream, l, ex, api_error(405, "method_not_allowed", "use PUT"));
     }
     auto [ec, body] =
         co_await read_small_body(stream, buffer, head, l, ex, ctx.options.body_timeout);
     if (!body) {
       co_return ec;
     }
-    co_return co_await answer(ddi.put_config_data(device, *body, unix_now()));
+    co_return co_await write_hal(stream, l, ex, ddi.put_config_data(device, *body, unix_now()));
   }
   if ((n == 6 || n == 7) && (seg[4] == "deploymentBase" || seg[4] == "cancelAction")) {
     const auto id = parse_positive_id(seg[5]);
@@ -508,16 +508,17 @@ asio::awaitable<error_code> route_ddi(Stream& stream, beast::flat_buffer& buffer
     const bool cancel = seg[4] == "cancelAction";
     if (n == 6) {
       if (method != http::verb::get) {
-        co_return co_await wrong_method("GET");
+        co_return co_await write_api(stream, l, ex,
+                                     api_error(405, "method_not_allowed", "use GET"));
       }
       // Built outside the co_await: GCC 12 destroys a temporary from a conditional
       // expression inside a co_await operand twice.
       ApiResponse r =
           cancel ? ddi.cancel_action(device, *id) : ddi.deployment_base(device, *id, base);
-      co_return co_await answer(std::move(r));
+      co_return co_await write_hal(stream, l, ex, std::move(r));
     }
     if (method != http::verb::post) {
-      co_return co_await wrong_method("POST");
+      co_return co_await write_api(stream, l, ex, api_error(405, "method_not_allowed", "use POST"));
     }
     auto [ec, body] =
         co_await read_small_body(stream, buffer, head, l, ex, ctx.options.body_timeout);
@@ -526,11 +527,12 @@ asio::awaitable<error_code> route_ddi(Stream& stream, beast::flat_buffer& buffer
     }
     ApiResponse r = cancel ? ddi.cancel_feedback(device, *id, *body, unix_now())
                            : ddi.deployment_feedback(device, *id, *body, unix_now());
-    co_return co_await answer(std::move(r));
+    co_return co_await write_hal(stream, l, ex, std::move(r));
   }
   if (n == 8 && seg[4] == "softwaremodules" && seg[6] == "artifacts") {
     if (method != http::verb::get && method != http::verb::head) {
-      co_return co_await wrong_method("GET or HEAD");
+      co_return co_await write_api(stream, l, ex,
+                                   api_error(405, "method_not_allowed", "use GET or HEAD"));
     }
     constexpr std::string_view kMd5Suffix = ".MD5SUM";
     const bool md5sum = seg[7].size() > kMd5Suffix.size() && seg[7].ends_with(kMd5Suffix);
