@@ -7,6 +7,10 @@
 
 namespace fwdepot::storage {
 
+std::string default_artifact_filename(std::string_view name, std::string_view version) {
+  return std::string(name) + "-" + std::string(version) + ".bin";
+}
+
 result<std::int64_t> add_image(Catalog& catalog, BlobStore& blobs, const NewImage& image) {
   auto size = blobs.blob_size(image.sha256);
   if (!size) {
@@ -100,9 +104,9 @@ result<StartupReport> recover_storage(Catalog& catalog, BlobStore& blobs) {
       if (!hashes) {
         return hashes.error();
       }
-      // Names and versions are identifiers and SemVer: safe in a URL path segment as they are.
-      const std::string filename =
-          image.filename.empty() ? image.name + "-" + image.version + ".bin" : image.filename;
+      const std::string filename = image.filename.empty()
+                                       ? default_artifact_filename(image.name, image.version)
+                                       : image.filename;
       if (auto r =
               catalog.set_artifact_fields(image.id, filename, hashes->sha1_hex, hashes->md5_hex);
           !r) {

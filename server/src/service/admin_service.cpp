@@ -173,7 +173,7 @@ std::string artifact_filename(std::string_view sent, const Manifest& m) {
     out += safe ? c : '_';
   }
   if (out.empty() || out.front() == '.') {
-    return m.name + "-" + m.version.to_string() + ".bin";
+    return storage::default_artifact_filename(m.name, m.version.to_string());
   }
   // DDI serves NAME.MD5SUM as NAME's checksum: an artifact may not take such a name itself.
   if (out.ends_with(".MD5SUM")) {

@@ -26,6 +26,8 @@ ApiResponse hal(json::value v) { return {200, json::serialize(v)}; }
 ApiResponse bad_request(std::string_view why) { return api_error(400, "bad_request", why); }
 ApiResponse no_action() { return api_error(404, "not_found", "no such action"); }
 
+}  // namespace
+
 std::string hhmmss(std::chrono::seconds s) {
   const auto total = s.count();
   std::array<char, 32> buf{};
@@ -34,6 +36,8 @@ std::string hhmmss(std::chrono::seconds s) {
                 static_cast<long long>(total % 60));
   return buf.data();
 }
+
+namespace {
 
 json::object link(std::string href) { return {{"href", std::move(href)}}; }
 
@@ -129,6 +133,21 @@ std::string capped(std::string s) {
   return s;
 }
 
+// The action `id` if it is `who`'s; nullopt for one that does not exist or is another device's:
+// the two are answered alike, so that action ids cannot be probed.
+result<std::optional<storage::ActionRecord>> own_action(storage::Catalog& c,
+                                                        const certs::DeviceIdentity& who,
+                                                        std::int64_t id) {
+  auto action = c.find_action(id);
+  if (!action && action.error() != storage::error::not_found) {
+    return action.error();
+  }
+  if (!action || action->device_id != who.device_id) {
+    return std::optional<storage::ActionRecord>();
+  }
+  return std::optional<storage::ActionRecord>(std::move(*action));
+}
+
 // The device's LwM2M state while an update proceeds: a DDI "proceeding" after the download
 // means the device is installing.
 std::string progressing_state(std::string_view current) {
@@ -216,9 +235,7 @@ ApiResponse DdiService::poll(const certs::DeviceIdentity& who, std::string_view 
   if (pending->config_data) {
     links["configData"] = link(std::string(base) + "/configData");
   }
-  json::object out{
-      {"config",
-       json::object{{"polling", json::object{{"sleep", hhmmss(options_.polling_sleep)}}}}}};
+  json::object out{{"config", json::object{{"polling", json::object{{"sleep", sleep_text_}}}}}};
   if (!links.empty()) {
     out["_links"] = std::move(links);
   }
@@ -227,27 +244,26 @@ ApiResponse DdiService::poll(const certs::DeviceIdentity& who, std::string_view 
 
 ApiResponse DdiService::deployment_base(const certs::DeviceIdentity& who, std::int64_t action_id,
                                         std::string_view base) {
-  auto found = backend_.with_catalog(
-      [&](storage::Catalog& c) -> result<std::pair<storage::ActionRecord, storage::ImageRecord>> {
-        auto action = c.find_action(action_id);
-        if (!action) {
-          return action.error();
-        }
-        auto image = c.find_image(action->image_id);
-        if (!image) {
-          return image.error();
-        }
-        return std::pair{std::move(*action), std::move(*image)};
-      });
-  if (!found && found.error() != storage::error::not_found) {
+  using Found = std::optional<std::pair<storage::ActionRecord, storage::ImageRecord>>;
+  auto found = backend_.with_catalog([&](storage::Catalog& c) -> result<Found> {
+    auto action = own_action(c, who, action_id);
+    if (!action || !*action) {
+      return action ? Found() : result<Found>(action.error());
+    }
+    auto image = c.find_image((*action)->image_id);
+    if (!image) {
+      return image.error();
+    }
+    return Found(std::pair{std::move(**action), std::move(*image)});
+  });
+  if (!found) {
     return api_error(found.error());
   }
-  if (!found || found->first.device_id != who.device_id ||
-      found->first.status == ActionStatus::canceling ||
-      found->first.status == ActionStatus::canceled) {
+  if (!*found || (*found)->first.status == ActionStatus::canceling ||
+      (*found)->first.status == ActionStatus::canceled) {
     return no_action();
   }
-  const auto& [action, image] = *found;
+  const auto& [action, image] = **found;
   using storage::ActionType;
   const char* download = action.type == ActionType::soft ? "attempt" : "forced";
   const char* update = action.type == ActionType::forced ? "forced"
@@ -282,15 +298,15 @@ ApiResponse DdiService::deployment_base(const certs::DeviceIdentity& who, std::i
 
 ApiResponse DdiService::cancel_action(const certs::DeviceIdentity& who, std::int64_t action_id) {
   auto action =
-      backend_.with_catalog([&](storage::Catalog& c) { return c.find_action(action_id); });
-  if (!action && action.error() != storage::error::not_found) {
+      backend_.with_catalog([&](storage::Catalog& c) { return own_action(c, who, action_id); });
+  if (!action) {
     return api_error(action.error());
   }
-  if (!action || action->device_id != who.device_id ||
-      (action->status != ActionStatus::canceling && action->status != ActionStatus::canceled)) {
+  if (!*action || ((*action)->status != ActionStatus::canceling &&
+                   (*action)->status != ActionStatus::canceled)) {
     return no_action();
   }
-  const std::string id = std::to_string(action->id);
+  const std::string id = std::to_string((*action)->id);
   return hal(json::object{{"id", id}, {"cancelAction", json::object{{"stopId", id}}}});
 }
 
@@ -313,13 +329,11 @@ ApiResponse DdiService::feedback(const certs::DeviceIdentity& who, std::int64_t 
   }
   std::optional<std::string> outcome;  // an update result to count, once
   auto answer = backend_.with_catalog([&](storage::Catalog& c) -> result<ApiResponse> {
-    auto action = c.find_action(action_id);
-    if (!action && action.error() != storage::error::not_found) {
-      return action.error();
+    auto owned = own_action(c, who, action_id);
+    if (!owned || !*owned) {
+      return owned ? result<ApiResponse>(no_action()) : result<ApiResponse>(owned.error());
     }
-    if (!action || action->device_id != who.device_id) {
-      return no_action();
-    }
+    const storage::ActionRecord* action = &**owned;
     auto device = c.find_device(who.device_id);
     if (!device) {
       return device.error();

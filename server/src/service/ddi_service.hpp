@@ -21,10 +21,16 @@ struct DdiOptions {
   std::chrono::seconds polling_sleep{300};  // config.polling.sleep in every poll answer
 };
 
+/// A duration as DDI writes it: HH:MM:SS, hours not wrapping at a day.
+[[nodiscard]] std::string hhmmss(std::chrono::seconds s);
+
 class DdiService {
  public:
   DdiService(Backend& backend, Metrics& metrics, DdiOptions options)
-      : backend_(backend), metrics_(metrics), options_(std::move(options)) {}
+      : backend_(backend),
+        metrics_(metrics),
+        options_(std::move(options)),
+        sleep_text_(hhmmss(options_.polling_sleep)) {}
 
   [[nodiscard]] const std::string& tenant() const { return options_.tenant; }
 
@@ -69,6 +75,7 @@ class DdiService {
   Backend& backend_;
   Metrics& metrics_;
   DdiOptions options_;
+  std::string sleep_text_;  // options_.polling_sleep as every poll answer writes it
 };
 
 }  // namespace fwdepot::server

@@ -13,6 +13,11 @@
 
 namespace fwdepot::storage {
 
+/// The artifact file name of an image uploaded without a usable one: NAME-VERSION.bin. Names
+/// are identifiers and versions SemVer, so it is one safe URL path segment as it is.
+[[nodiscard]] std::string default_artifact_filename(std::string_view name,
+                                                    std::string_view version);
+
 /// Inserts the catalog row for `image` once its blob is committed. Errors: error::not_found (no
 /// blob with image.sha256), error::corrupt (blob size differs from image.size_bytes), and the
 /// errors of Catalog::insert_image.
