@@ -26,9 +26,10 @@ test: build
 # The whole suite under sanitizers, in its own build directory. Every sanitized process writes
 # its reports to BUILD_DIR/sanitizer/, including the servers the shell tests stop and whose exit
 # status they do not look at: any report there fails the run. Left out: the container (its
-# image is built from a clean tree) and the installed-package example (an unsanitized consumer
-# cannot link a sanitized library).
-SANITIZER_SKIP = container.podman|client.install_and_example
+# image is built from a clean tree), the installed-package example (an unsanitized consumer
+# cannot link a sanitized library) and bench/compare's quick run (a benchmark harness; the
+# server paths it drives are under load_test's sanitized run).
+SANITIZER_SKIP = container.podman|client.install_and_example|bench.compare_quick
 test-asan:
 	@$(MAKE) --no-print-directory sanitized BUILD_DIR=build-asan SANITIZE=address WERROR=OFF
 test-tsan:
@@ -53,6 +54,7 @@ fuzz: deps
 
 bench: build
 	@$(BUILD_DIR)/bench/fwdepot-catalog-bench
+	@bash bench/compare --build-dir $(BUILD_DIR)
 
 run: build
 	@bash scripts/run "$(BUILD_DIR)" "$(DATA_DIR)"
