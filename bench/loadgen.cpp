@@ -23,6 +23,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <CLI/CLI.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -367,6 +368,7 @@ class Run {
       }
     }
     const ProcSample before = sample_server(o_.server_pid);
+    const double client_before = own_cpu_seconds();
     const auto start = Clock::now();
     bool finished = true;
     if (o_.scenario == "full" || o_.scenario == "resumed") {
@@ -384,6 +386,7 @@ class Run {
     }
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     const ProcSample after = sample_server(o_.server_pid);
+    client_cpu_ = own_cpu_seconds() - client_before;
     (void)finished;
     const int code = report(seconds, before, after);
     held_.clear();
@@ -412,13 +415,13 @@ class Run {
         "scenario=%s tls=%s devices=%d ops=%llu errors=%llu seconds=%.3f rate=%.1f p50_ms=%.3f "
         "p99_ms=%.3f p999_ms=%.3f mib=%.1f mib_s=%.1f server_cpu_s=%.3f server_cpu_us_per_op=%.1f "
         "server_cpu_s_per_gib=%.3f server_rss_kib=%ld server_rss_before_kib=%ld "
-        "server_rss_peak_kib=%ld\n",
+        "server_rss_peak_kib=%ld client_cpu_s=%.3f\n",
         o_.scenario.c_str(), o_.tls.c_str(), o_.devices, static_cast<unsigned long long>(ops_),
         static_cast<unsigned long long>(errors_), seconds,
         seconds > 0 ? static_cast<double>(ops_) / seconds : 0.0, percentile(0.5), percentile(0.99),
         percentile(0.999), mib, seconds > 0 ? mib / seconds : 0.0, cpu,
         ops_ > 0 ? cpu * 1e6 / static_cast<double>(ops_) : 0.0, mib > 0 ? cpu * 1024.0 / mib : 0.0,
-        after.rss_kib, before.rss_kib, after.hwm_kib);
+        after.rss_kib, before.rss_kib, after.hwm_kib, client_cpu_);
     if (errors_ > 0) {
       std::fprintf(stderr, "fwdepot-loadgen: %llu errors; the first: %s\n",
                    static_cast<unsigned long long>(errors_), first_error_.c_str());
@@ -427,7 +430,16 @@ class Run {
     return 0;
   }
 
+  // This process's CPU time: whether the client, not the server, was the bottleneck.
+  static double own_cpu_seconds() {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+           static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+  }
+
   Options o_;
+  double client_cpu_ = 0;
   std::vector<Device> devices_;
   asio::io_context io_{1};
   ssl::context tls_;

@@ -56,8 +56,7 @@ Manifest bench_manifest(std::uint64_t size, const Sha256Digest& digest) {
 }
 
 // --- Manifest verification, per key type -------------------------------------------------------
-void BM_VerifyManifest(benchmark::State& state) {
-  const auto type = static_cast<KeyType>(state.range(0));
+void BM_VerifyManifest(benchmark::State& state, KeyType type) {
   auto key = value_or_die(PrivateKey::generate(type), "key");
   const PrivateKey* keys[] = {&key};
   const auto envelope = value_or_die(
@@ -73,13 +72,11 @@ void BM_VerifyManifest(benchmark::State& state) {
     benchmark::DoNotOptimize(verified);
   }
 }
-BENCHMARK(BM_VerifyManifest)
-    ->ArgName("key")
-    ->Arg(static_cast<int>(KeyType::ecdsa_p256))
-    ->Arg(static_cast<int>(KeyType::ed25519))
-    ->Arg(static_cast<int>(KeyType::rsa_2048))
-    ->Arg(static_cast<int>(KeyType::rsa_3072))
-    ->Arg(static_cast<int>(KeyType::rsa_pss_3072));
+BENCHMARK_CAPTURE(BM_VerifyManifest, ecdsa_p256, KeyType::ecdsa_p256);
+BENCHMARK_CAPTURE(BM_VerifyManifest, ed25519, KeyType::ed25519);
+BENCHMARK_CAPTURE(BM_VerifyManifest, rsa_2048, KeyType::rsa_2048);
+BENCHMARK_CAPTURE(BM_VerifyManifest, rsa_3072, KeyType::rsa_3072);
+BENCHMARK_CAPTURE(BM_VerifyManifest, rsa_pss_3072, KeyType::rsa_pss_3072);
 
 // --- The streaming verifier ---------------------------------------------------------------------
 void BM_StreamingVerifier(benchmark::State& state) {
