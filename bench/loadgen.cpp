@@ -97,35 +97,49 @@ struct ProcSample {
 };
 
 // The server's CPU time (user + system) and resident memory, from /proc: nothing to sample
-// (zeros) without --server-pid.
-ProcSample sample_server(int pid) {
+// (zeros) without --server-pid. A process that cannot be read is an error, never a zero figure.
+result<ProcSample> sample_server(int pid) {
   ProcSample s;
   if (pid <= 0) {
     return s;
   }
+  const Error unreadable(core::error::invalid_argument,
+                         "cannot read /proc/" + std::to_string(pid) + " (--server-pid)");
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
   std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
   // Fields after the command's closing parenthesis; utime and stime are fields 14 and 15.
   const auto close = text.rfind(')');
-  if (close != std::string::npos) {
-    std::istringstream fields(text.substr(close + 2));
-    std::string field;
-    unsigned long utime = 0, stime = 0;
-    for (int i = 3; i <= 15 && fields >> field; ++i) {
-      if (i == 14)
-        utime = std::stoul(field);
-      if (i == 15)
-        stime = std::stoul(field);
-    }
-    s.cpu_seconds = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  if (close == std::string::npos) {
+    return unreadable;
   }
+  std::istringstream fields(text.substr(close + 2));
+  std::string field;
+  unsigned long utime = 0, stime = 0;
+  int i = 3;
+  for (; i <= 15 && fields >> field; ++i) {
+    if (i == 14) {
+      utime = std::stoul(field);
+    }
+    if (i == 15) {
+      stime = std::stoul(field);
+    }
+  }
+  if (i != 16) {
+    return unreadable;
+  }
+  s.cpu_seconds = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
   std::string line;
   while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0)
+    if (line.rfind("VmRSS:", 0) == 0) {
       s.rss_kib = std::stol(line.substr(6));
-    if (line.rfind("VmHWM:", 0) == 0)
+    }
+    if (line.rfind("VmHWM:", 0) == 0) {
       s.hwm_kib = std::stol(line.substr(6));
+    }
+  }
+  if (s.rss_kib == 0) {
+    return unreadable;
   }
   return s;
 }
@@ -367,7 +381,11 @@ class Run {
         return report(0, {}, {});
       }
     }
-    const ProcSample before = sample_server(o_.server_pid);
+    const auto before = sample_server(o_.server_pid);
+    if (!before) {
+      std::cerr << "fwdepot-loadgen: " << before.error().message() << "\n";
+      return 2;
+    }
     const double client_before = own_cpu_seconds();
     const auto start = Clock::now();
     bool finished = true;
@@ -385,10 +403,13 @@ class Run {
       finished = run_all([&](int w) { return idle_open(w, workers); });
     }
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    const ProcSample after = sample_server(o_.server_pid);
+    const auto after = sample_server(o_.server_pid);
     client_cpu_ = own_cpu_seconds() - client_before;
     (void)finished;
-    const int code = report(seconds, before, after);
+    if (!after) {
+      fail(after.error().message() + " after the run");
+    }
+    const int code = report(seconds, *before, after ? *after : *before);
     held_.clear();
     return code;
   }

@@ -89,10 +89,12 @@ void BM_StreamingVerifier(benchmark::State& state) {
     for (std::size_t at = 0; at < kImage; at += chunk) {
       if (!v.update(std::string_view(image).substr(at, chunk))) {
         state.SkipWithError("update failed");
+        return;
       }
     }
     if (!v.finish()) {
       state.SkipWithError("finish failed");
+      break;
     }
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * kImage));
@@ -215,10 +217,11 @@ void BM_Block2(benchmark::State& state) {
           return pread(fd, out.data(), out.size(), static_cast<off_t>(offset)) ==
                  static_cast<ssize_t>(out.size());
         });
+    coap_delete_pdu(response);
     if (status != 205) {
       state.SkipWithError("answer_block failed");
+      break;
     }
-    coap_delete_pdu(response);
     next = (next + 1) % requests.size();
   }
   for (coap_pdu_t* request : requests) {
