@@ -44,7 +44,6 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
-#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -165,8 +164,6 @@ class Run {
     tls_.set_verify_callback(ssl::host_name_verification(o_.host));
     return {};
   }
-
-  asio::io_context& io() { return io_; }
 
   // One connection of `device`: TCP, the handshake (resuming its session when asked), and its
   // certificate and key in the SSL object.
@@ -388,24 +385,22 @@ class Run {
     }
     const double client_before = own_cpu_seconds();
     const auto start = Clock::now();
-    bool finished = true;
     if (o_.scenario == "full" || o_.scenario == "resumed") {
       const bool resume = o_.scenario == "resumed";
-      finished = run_all([&](int w) { return handshakes(w, workers, resume); });
+      run_all([&](int w) { return handshakes(w, workers, resume); });
     } else if (o_.scenario == "keepalive") {
-      finished = run_all([&](int w) {
+      run_all([&](int w) {
         const int share = o_.requests / workers + (w < o_.requests % workers ? 1 : 0);
         return keepalive(w % o_.devices, share);
       });
     } else if (o_.scenario == "download") {
-      finished = run_all([&](int w) { return download(w % o_.devices); });
+      run_all([&](int w) { return download(w % o_.devices); });
     } else if (o_.scenario == "idle") {
-      finished = run_all([&](int w) { return idle_open(w, workers); });
+      run_all([&](int w) { return idle_open(w, workers); });
     }
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     const auto after = sample_server(o_.server_pid);
     client_cpu_ = own_cpu_seconds() - client_before;
-    (void)finished;
     if (!after) {
       fail(after.error().message() + " after the run");
     }

@@ -40,8 +40,9 @@ result<std::shared_ptr<ssl::context>> base_context(const TlsMaterial& m) {
   }
   SSL_CTX_set_options(
       native, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-  // OpenSSL's record buffers (about 33 KiB a connection) are freed while a connection has
-  // nothing in flight: an idle keep-alive connection does not hold them (bench/README.md).
+  // OpenSSL frees a connection's record buffers when they are empty. With Asio's SSL stream
+  // only the write buffer gains: the read waiting for the next request keeps the read buffer
+  // (bench/README.md, idle connections).
   SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS);
   boost::system::error_code ec;
   ctx->use_certificate_chain(boost::asio::buffer(m.server_cert_pem), ec);
