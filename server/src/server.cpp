@@ -18,6 +18,7 @@
 #include <charconv>
 
 #include <csignal>
+#include <ctime>
 #include <thread>
 
 namespace fwdepot::server {
@@ -99,6 +100,7 @@ struct Server::Impl {
   std::unique_ptr<DeviceService> devices;
   std::unique_ptr<AdminService> admin;
   std::unique_ptr<DdiService> ddi;
+  std::unique_ptr<CheckinWriter> checkins;
   Metrics metrics;
   std::unique_ptr<ServerContext> ctx;
 
@@ -120,6 +122,8 @@ struct Server::Impl {
     admin_acceptor.reset();
     coaps.reset();
     strand.reset();
+    // Its last callbacks post to the io_context, which must still be there to take them.
+    checkins.reset();
     io.reset();
   }
 
@@ -242,12 +246,22 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options) {
   if (report->hashed_images > 0) {
     spdlog::info("storage_hashes_filled images={}", report->hashed_images);
   }
+  // Check-ins are written by a thread of their own on a second connection to the same file,
+  // so that their commits never hold the catalog lock the serving threads read under.
+  auto writer_catalog = storage::SqliteCatalog::open(o.database);
+  if (!writer_catalog) {
+    return Error(writer_catalog.error().code,
+                 o.database.string() + ": " + writer_catalog.error().message());
+  }
+  impl->checkins = std::make_unique<CheckinWriter>(
+      std::move(*writer_catalog), [] { return static_cast<std::int64_t>(std::time(nullptr)); });
   impl->backend = std::make_unique<Backend>(std::move(*catalog), std::move(*blobs));
   impl->devices = std::make_unique<DeviceService>(*impl->backend, impl->metrics);
   impl->admin = std::make_unique<AdminService>(*impl->backend, o.trusted_keys, o.threshold,
                                                AdminLimits{o.max_image_bytes});
   impl->ctx = std::make_unique<ServerContext>(o, *impl->tls, *impl->backend, *impl->devices,
                                               *impl->admin, impl->metrics);
+  impl->ctx->checkins = impl->checkins.get();
   if (!o.ddi_tenant.empty()) {
     impl->ddi = std::make_unique<DdiService>(*impl->backend, impl->metrics,
                                              DdiOptions{o.ddi_tenant, o.ddi_polling_sleep});

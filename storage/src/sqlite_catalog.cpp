@@ -459,19 +459,25 @@ namespace {
 
 // The catalog holds secrets (CoAPS pre-shared keys), so its file is the owner's alone: created
 // 0600, and group and other bits dropped from an existing one. SQLite gives its -wal and -shm
-// files the database file's mode.
+// files the database file's mode. An existing file is changed by path, never opened: closing
+// any descriptor of a file drops every POSIX lock the process holds on it, so a second
+// connection opened in a process (the check-in writer's) would silently take away the first
+// one's locks, and another process would then take itself for the last user and delete the WAL.
 result<void> make_private(const std::filesystem::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return Error(error::io_error, "opening " + path.string() + ": " + std::strerror(errno));
-  }
   struct stat st {};
-  const bool ok =
-      ::fstat(fd, &st) == 0 && ((st.st_mode & 077) == 0 || ::fchmod(fd, st.st_mode & 0700) == 0);
-  const int saved = errno;
-  ::close(fd);
-  if (!ok) {
-    return Error(error::io_error, "restricting " + path.string() + ": " + std::strerror(saved));
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno != ENOENT) {
+      return Error(error::io_error, "opening " + path.string() + ": " + std::strerror(errno));
+    }
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      return Error(error::io_error, "creating " + path.string() + ": " + std::strerror(errno));
+    }
+    ::close(fd);
+    return {};
+  }
+  if ((st.st_mode & 077) != 0 && ::chmod(path.c_str(), st.st_mode & 0700) != 0) {
+    return Error(error::io_error, "restricting " + path.string() + ": " + std::strerror(errno));
   }
   return {};
 }
@@ -705,6 +711,64 @@ result<DeviceRecord> SqliteCatalog::record_checkin(const DeviceCheckin& c, std::
   if (!tx) {
     return tx.error();
   }
+  if (auto r = write_checkin(c, now); !r) {
+    return r.error();
+  }
+  auto device = find_device(c.device_id);
+  if (!device) {
+    return device.error();
+  }
+  if (auto r = tx->commit(); !r) {
+    return r.error();
+  }
+  return device;
+}
+
+result<std::vector<RecordedCheckin>> SqliteCatalog::record_checkins(
+    std::span<const DeviceCheckin> batch, std::int64_t now) {
+  auto tx = Transaction::begin(*impl_);
+  if (!tx) {
+    return tx.error();
+  }
+  auto run = [this](const std::string& sql) -> result<void> {
+    auto q = impl_->query(sql);
+    return q ? q->run() : result<void>(q.error());
+  };
+  std::vector<RecordedCheckin> out;
+  out.reserve(batch.size());
+  for (const DeviceCheckin& c : batch) {
+    if (auto r = run("SAVEPOINT checkin"); !r) {
+      return r.error();
+    }
+    auto one = [&]() -> RecordedCheckin {
+      auto before = find_device(c.device_id);
+      if (!before && before.error() != error::not_found) {
+        return before.error();
+      }
+      if (auto r = write_checkin(c, now); !r) {
+        return r.error();
+      }
+      return before ? std::optional<DeviceRecord>(std::move(*before)) : std::nullopt;
+    }();
+    // A failed check-in leaves nothing behind; the savepoint is released either way so that
+    // the next one starts at the same depth.
+    if (!one) {
+      if (auto r = run("ROLLBACK TO checkin"); !r) {
+        return r.error();
+      }
+    }
+    if (auto r = run("RELEASE checkin"); !r) {
+      return r.error();
+    }
+    out.push_back(std::move(one));
+  }
+  if (auto r = tx->commit(); !r) {
+    return r.error();
+  }
+  return out;
+}
+
+result<void> SqliteCatalog::write_checkin(const DeviceCheckin& c, std::int64_t now) {
   {
     auto upsert = impl_->query(
         "INSERT INTO devices(id, model, version, state, last_result, last_message, first_seen, "
@@ -761,14 +825,7 @@ result<DeviceRecord> SqliteCatalog::record_checkin(const DeviceCheckin& c, std::
       return e.error();
     }
   }
-  auto device = find_device(c.device_id);
-  if (!device) {
-    return device.error();
-  }
-  if (auto r = tx->commit(); !r) {
-    return r.error();
-  }
-  return device;
+  return {};
 }
 
 result<std::int64_t> SqliteCatalog::append_event(const DeviceEvent& e) {

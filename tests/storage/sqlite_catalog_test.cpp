@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <array>
+#include <cstdio>
 #include <fstream>
 
 namespace fwdepot::storage {
@@ -280,6 +282,93 @@ TEST_F(SqliteCatalogTest, RepeatedCheckinsMoveLastSeenButAddNoHistory) {
   EXPECT_EQ((*events)[1].image_id, 7);
   EXPECT_EQ((*events)[3].message, "bad digest again");
   EXPECT_EQ((*events)[4].result, std::nullopt);
+}
+
+// Runs `sql` on a connection of its own, as another process would.
+void exec_beside(const std::filesystem::path& db_path, const char* sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(db_path.c_str(), &db), SQLITE_OK);
+  char* msg = nullptr;
+  const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &msg);
+  EXPECT_EQ(rc, SQLITE_OK) << (msg != nullptr ? msg : "");
+  sqlite3_free(msg);
+  sqlite3_close(db);
+}
+
+TEST_F(SqliteCatalogTest, BatchOfCheckinsCommitsTogetherAndFailsOneByOne) {
+  ASSERT_TRUE(catalog_->record_checkin({"dev-1", "board-a", "1.0.0", "idle", {}, {}, {}}, 100));
+  // A device the database refuses, as a constraint or a full disk would refuse one row.
+  exec_beside(dir_ / "fwdepot.db",
+              "CREATE TRIGGER refuse BEFORE INSERT ON devices WHEN NEW.id = 'dev-bad' "
+              "BEGIN SELECT RAISE(ABORT, 'refused'); END");
+  const std::vector<DeviceCheckin> batch = {
+      {"dev-1", "board-a", "1.1.0", "idle", "success", {}, {}},
+      {"dev-bad", "board-a", "1.0.0", "idle", {}, {}, {}},
+      {"dev-2", "board-b", "2.0.0", "downloading", {}, {}, 7},
+      {"dev-2", "board-b", "2.0.0", "downloaded", {}, {}, 7},
+  };
+  auto recorded = catalog_->record_checkins(batch, 200);
+  ASSERT_TRUE(recorded) << recorded.error();
+  ASSERT_EQ(recorded->size(), 4u);
+  // Each slot holds the device as it was before that check-in, in order.
+  ASSERT_TRUE((*recorded)[0]) << (*recorded)[0].error();
+  ASSERT_TRUE(*(*recorded)[0]);
+  EXPECT_EQ((*recorded)[0]->value().version, "1.0.0");
+  EXPECT_FALSE((*recorded)[1]);
+  ASSERT_TRUE((*recorded)[2]);
+  EXPECT_EQ(*(*recorded)[2], std::nullopt);
+  ASSERT_TRUE((*recorded)[3]);
+  ASSERT_TRUE(*(*recorded)[3]);
+  EXPECT_EQ((*recorded)[3]->value().state, "downloading");
+  // The refused one left nothing; the others stand, with their history.
+  EXPECT_EQ(catalog_->find_device("dev-bad").error(), error::not_found);
+  EXPECT_EQ(catalog_->find_device("dev-1")->version, "1.1.0");
+  EXPECT_EQ(catalog_->find_device("dev-2")->state, "downloaded");
+  EXPECT_EQ(catalog_->find_device("dev-2")->last_seen, 200);
+  EXPECT_EQ(catalog_->list_events("dev-2", {})->size(), 2u);
+  EXPECT_TRUE(catalog_->record_checkins({}, 300));
+}
+
+TEST_F(SqliteCatalogTest, BatchThatCannotTakeTheWriteLockRecordsNothing) {
+  // Another connection holds the write lock past the busy timeout.
+  auto short_wait = SqliteCatalog::open(dir_ / "fwdepot.db", {.busy_timeout_ms = 50});
+  ASSERT_TRUE(short_wait);
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ / "fwdepot.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  const std::vector<DeviceCheckin> batch = {{"dev-1", "board-a", "1.0.0", "idle", {}, {}, {}}};
+  auto recorded = (*short_wait)->record_checkins(batch, 100);
+  ASSERT_FALSE(recorded);
+  EXPECT_EQ(recorded.error(), error::busy);
+  sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(db);
+  EXPECT_EQ(catalog_->find_device("dev-1").error(), error::not_found);
+}
+
+// What another process sees: the sqlite3 shell's output for `sql`.
+std::string outside(const std::filesystem::path& db_path, const std::string& sql) {
+  const std::string cmd = "sqlite3 '" + db_path.string() + "' '" + sql + "'";
+  std::unique_ptr<FILE, int (*)(FILE*)> p(::popen(cmd.c_str(), "r"), ::pclose);
+  std::string out;
+  std::array<char, 256> buf{};
+  while (p && std::fgets(buf.data(), buf.size(), p.get()) != nullptr) {
+    out += buf.data();
+  }
+  return out;
+}
+
+TEST_F(SqliteCatalogTest, ASecondConnectionInTheProcessLeavesTheFirstOnesLocks) {
+  const auto path = dir_ / "fwdepot.db";
+  ASSERT_TRUE(catalog_->record_checkin({"dev-1", "board-a", "1.0.0", "idle", {}, {}, {}}, 100));
+  auto second = SqliteCatalog::open(path);
+  ASSERT_TRUE(second);
+  // Another process comes and goes. Had the second open dropped the first connection's locks,
+  // it would take itself for the last user on closing, and checkpoint and delete the WAL that
+  // this process goes on writing to.
+  EXPECT_EQ(outside(path, "SELECT count(*) FROM devices"), "1\n");
+  ASSERT_TRUE(catalog_->record_checkin({"dev-2", "board-a", "1.0.0", "idle", {}, {}, {}}, 100));
+  ASSERT_TRUE((*second)->record_checkin({"dev-3", "board-a", "1.0.0", "idle", {}, {}, {}}, 100));
+  EXPECT_EQ(outside(path, "SELECT count(*) FROM devices"), "3\n");
 }
 
 TEST_F(SqliteCatalogTest, PagesFiltersAndSortsDevices) {

@@ -10,10 +10,15 @@
 #include "fwdepot/core/ids.hpp"
 #include "https/session.hpp"
 #include "log.hpp"
+#include "service/checkin_writer.hpp"
 #include "web/assets.hpp"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
@@ -25,10 +30,12 @@
 #include <chrono>
 #include <ctime>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
 #include <tuple>
+#include <variant>
 #include <vector>
 
 namespace fwdepot::server::requests {
@@ -555,6 +562,24 @@ asio::awaitable<error_code> route_ddi(Stream& stream, beast::flat_buffer& buffer
   co_return co_await write_api(stream, l, ex, api_error(404, "not_found", "no such resource"));
 }
 
+/// Hands `c` to the group-commit writer; the operation completes, on the awaiting coroutine's
+/// executor, once its batch has committed. The pending wait counts as work, so the io_context
+/// does not run out of it (and return from run()) while check-ins are being written.
+inline asio::awaitable<storage::RecordedCheckin> record_checkin(CheckinWriter& writer,
+                                                                storage::DeviceCheckin c) {
+  auto initiate = [&writer](auto handler, storage::DeviceCheckin checkin) {
+    auto resume = asio::prefer(asio::get_associated_executor(handler),
+                               asio::execution::outstanding_work.tracked);
+    // Done is a std::function, which copies: the move-only handler is shared.
+    auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+    writer.submit(std::move(checkin), [shared, resume](storage::RecordedCheckin r) {
+      asio::post(resume, [shared, r = std::move(r)]() mutable { (*shared)(std::move(r)); });
+    });
+  };
+  return asio::async_initiate<decltype(asio::use_awaitable), void(storage::RecordedCheckin)>(
+      initiate, asio::use_awaitable, std::move(c));
+}
+
 template <class Stream>
 asio::awaitable<error_code> route_device(Stream& stream, beast::flat_buffer& buffer,
                                          http::request_parser<http::empty_body>& head,
@@ -582,8 +607,20 @@ asio::awaitable<error_code> route_device(Stream& stream, beast::flat_buffer& buf
     if (!body) {
       co_return ec;
     }
+    if (ctx.checkins == nullptr) {
+      co_return co_await write_api(stream, l, ex,
+                                   ctx.devices.checkin(device, *body, origin, coaps, unix_now()));
+    }
+    auto begun = ctx.devices.begin_checkin(device, *body);
+    if (auto* answer = std::get_if<ApiResponse>(&begun)) {
+      co_return co_await write_api(stream, l, ex, std::move(*answer));
+    }
+    const auto& pending = std::get<PendingCheckin>(begun);
+    // Named, not a temporary in the co_await operand: GCC 12 mishandles those.
+    auto write = record_checkin(*ctx.checkins, pending.record);
+    const storage::RecordedCheckin recorded = co_await std::move(write);
     co_return co_await write_api(stream, l, ex,
-                                 ctx.devices.checkin(device, *body, origin, coaps, unix_now()));
+                                 ctx.devices.finish_checkin(pending, recorded, origin, coaps));
   }
   if (api && segments.size() == 5 && segments[3] == "images") {
     ex.route = "/api/v1/device/images/{id}";

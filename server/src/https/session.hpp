@@ -5,6 +5,7 @@
 #include "fwdepot/server/server.hpp"
 #include "https/tls.hpp"
 #include "service/admin_service.hpp"
+#include "service/checkin_writer.hpp"
 #include "service/ddi_service.hpp"
 #include "service/device_service.hpp"
 #include "service/metrics.hpp"
@@ -47,6 +48,7 @@ struct ServerContext {
   std::atomic<std::size_t> sessions{0};  // both listeners
   std::uint16_t coaps_port = 0;          // set before serving; 0: no CoAPS URLs in offers
   DdiService* ddi = nullptr;             // set before serving; nullptr: DDI not served
+  CheckinWriter* checkins = nullptr;     // set before serving; nullptr: written in the request
   std::function<void()> on_drained;      // called when draining and the last session ends
 
   /// Sessions register while they live, so that shutdown can end the idle ones at once.

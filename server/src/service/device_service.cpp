@@ -75,6 +75,20 @@ bool is_lwm2m_result(std::string_view s) {
 ApiResponse DeviceService::checkin(const certs::DeviceIdentity& who, std::string_view body,
                                    std::string_view https_origin, std::string_view coaps_origin,
                                    std::int64_t now) {
+  auto begun = begin_checkin(who, body);
+  if (auto* answer = std::get_if<ApiResponse>(&begun)) {
+    return std::move(*answer);
+  }
+  const auto& pending = std::get<PendingCheckin>(begun);
+  auto recorded = backend_.with_catalog([&](storage::Catalog& catalog) {
+    return catalog.record_checkins({&pending.record, 1}, now);
+  });
+  return finish_checkin(pending, recorded ? std::move(recorded->front()) : recorded.error(),
+                        https_origin, coaps_origin);
+}
+
+std::variant<ApiResponse, PendingCheckin> DeviceService::begin_checkin(
+    const certs::DeviceIdentity& who, std::string_view body) {
   auto parsed = parse_json_strict(body, {.max_bytes = kMaxCheckinBytes, .max_depth = 2});
   if (!parsed) {
     return api_error(parsed.error());
@@ -124,51 +138,47 @@ ApiResponse DeviceService::checkin(const certs::DeviceIdentity& who, std::string
     return bad_request("message longer than 1024 bytes");
   }
 
-  storage::DeviceCheckin c{
-      who.device_id,
-      std::string(*model),
-      version->to_string(),
-      std::string(*state),
-      *result_text ? std::optional<std::string>(std::string(**result_text)) : std::nullopt,
-      *message ? std::optional<std::string>(std::string(**message)) : std::nullopt,
+  PendingCheckin p{
+      storage::DeviceCheckin{
+          who.device_id, std::string(*model), version->to_string(), std::string(*state),
+          *result_text ? std::optional<std::string>(std::string(**result_text)) : std::nullopt,
+          *message ? std::optional<std::string>(std::string(**message)) : std::nullopt,
+          std::nullopt},
       std::nullopt};
-  bool new_outcome = false;
-  // The offer is decided first so that the check-in event records what the device was told.
+  // The offer is decided before the write so that the check-in event records what the device
+  // was told.
   auto offer = backend_.with_catalog(
-      [&](storage::Catalog& catalog) -> result<std::optional<storage::Offer>> {
-        auto found = catalog.find_offer(who.device_id, c.model);
-        if (!found) {
-          return found.error();
-        }
-        if (*found && !should_offer(**found, c.model, *version)) {
-          found->reset();
-        }
-        c.offered_image_id =
-            *found ? std::optional<std::int64_t>((*found)->image.id) : std::nullopt;
-        auto before = catalog.find_device(who.device_id);
-        if (!before && before.error() != storage::error::not_found) {
-          return before.error();
-        }
-        if (auto r = catalog.record_checkin(c, now); !r) {
-          return r.error();
-        }
-        // A device repeats its last result on every check-in until the next update starts;
-        // an outcome is new when the result or the version it reports changed.
-        new_outcome = c.result && *c.result != "initial" &&
-                      (!before || before->last_result != c.result || before->version != c.version);
-        return found;
-      });
+      [&](storage::Catalog& catalog) { return catalog.find_offer(who.device_id, *model); });
   if (!offer) {
     return api_error(offer.error());
   }
+  if (*offer && should_offer(**offer, *model, *version)) {
+    p.record.offered_image_id = (*offer)->image.id;
+    p.offer = std::move(*offer);
+  }
+  return p;
+}
+
+ApiResponse DeviceService::finish_checkin(const PendingCheckin& pending,
+                                          const storage::RecordedCheckin& recorded,
+                                          std::string_view https_origin,
+                                          std::string_view coaps_origin) {
+  if (!recorded) {
+    return api_error(recorded.error());
+  }
+  const storage::DeviceCheckin& c = pending.record;
+  const std::optional<storage::DeviceRecord>& before = *recorded;
   metrics_.checkin();
-  if (new_outcome) {
+  // A device repeats its last result on every check-in until the next update starts; an
+  // outcome is new when the result or the version it reports changed.
+  if (c.result && *c.result != "initial" &&
+      (!before || before->last_result != c.result || before->version != c.version)) {
     metrics_.update_outcome(*c.result);
   }
-  if (!*offer) {
+  if (!pending.offer) {
     return {200, R"({"update":null})"};
   }
-  const storage::ImageRecord& image = (*offer)->image;
+  const storage::ImageRecord& image = pending.offer->image;
   json::object update;
   update["image_id"] = image.id;
   update["name"] = image.name;
@@ -177,7 +187,7 @@ ApiResponse DeviceService::checkin(const certs::DeviceIdentity& who, std::string
   update["manifest"] = json::parse(image.envelope, ec);
   update["size"] = image.size_bytes;
   update["sha256"] = hex_encode(image.sha256);
-  update["allow_downgrade"] = (*offer)->deployment.allow_downgrade;
+  update["allow_downgrade"] = pending.offer->deployment.allow_downgrade;
   json::object urls;
   if (!https_origin.empty()) {
     urls["https"] = std::string(https_origin) + "/api/v1/device/images/" + std::to_string(image.id);

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <variant>
 
 namespace fwdepot::server {
 
@@ -28,6 +29,12 @@ namespace fwdepot::server {
 /// id) and its OU as the model (dropped if invalid). Shared by the HTTPS and CoAPS listeners.
 [[nodiscard]] std::optional<certs::DeviceIdentity> device_identity(openssl::X509Ptr peer);
 
+/// A check-in that passed validation, waiting for its database write.
+struct PendingCheckin {
+  storage::DeviceCheckin record;        // offered_image_id set from `offer`
+  std::optional<storage::Offer> offer;  // what the answer offers
+};
+
 class DeviceService {
  public:
   DeviceService(Backend& backend, Metrics& metrics) : backend_(backend), metrics_(metrics) {}
@@ -36,9 +43,21 @@ class DeviceService {
   /// (counting check-ins and, once each, the update outcomes devices report), and answers
   /// {"update": null} or {"update": {...offer...}}. `https_origin` and `coaps_origin`
   /// ("https://host:port") build the download URLs; an empty origin leaves that URL out.
+  /// Records through the shared catalog, on the calling thread.
   [[nodiscard]] ApiResponse checkin(const certs::DeviceIdentity& who, std::string_view body,
                                     std::string_view https_origin, std::string_view coaps_origin,
                                     std::int64_t now);
+
+  /// checkin() in two halves around a write made elsewhere (a CheckinWriter's batch). The
+  /// first validates the body and decides the offer: either the answer to send at once (a
+  /// refusal or an error) or the check-in to record.
+  [[nodiscard]] std::variant<ApiResponse, PendingCheckin> begin_checkin(
+      const certs::DeviceIdentity& who, std::string_view body);
+  /// The answer once the write is done: counts the check-in and any new update outcome.
+  [[nodiscard]] ApiResponse finish_checkin(const PendingCheckin& pending,
+                                           const storage::RecordedCheckin& recorded,
+                                           std::string_view https_origin,
+                                           std::string_view coaps_origin);
 
   /// The image `who` may download now: only the one currently offered to it. Errors:
   /// error::forbidden (no such image, or not offered to this device: the two are not told

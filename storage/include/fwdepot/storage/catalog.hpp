@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,9 @@ struct DeviceRecord {
   std::int64_t last_seen = 0;
   std::string attributes = "{}";  // a JSON object of strings the device reported (DDI configData)
 };
+
+/// One check-in of a batch as recorded: the device before it (nullopt at its first check-in).
+using RecordedCheckin = result<std::optional<DeviceRecord>>;
 
 struct DeviceEvent {
   std::int64_t id = 0;
@@ -217,6 +221,12 @@ class Catalog {
   /// appends a "checkin" event, in one transaction. Returns the updated record.
   [[nodiscard]] virtual result<DeviceRecord> record_checkin(const DeviceCheckin& c,
                                                             std::int64_t now) = 0;
+  /// Records `batch` in order, as record_checkin would each, in one transaction with one
+  /// commit (one fsync for the lot). Each check-in is its own savepoint: one that fails is
+  /// rolled back alone and reports its error in its slot, and the others stand. An error for
+  /// the whole call (the transaction could not begin or commit) means none was recorded.
+  [[nodiscard]] virtual result<std::vector<RecordedCheckin>> record_checkins(
+      std::span<const DeviceCheckin> batch, std::int64_t now) = 0;
   /// Appends an event to an existing device. Errors: error::not_found.
   [[nodiscard]] virtual result<std::int64_t> append_event(const DeviceEvent& e) = 0;
   /// Errors: error::not_found.

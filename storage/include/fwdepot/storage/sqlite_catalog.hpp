@@ -53,6 +53,8 @@ class SqliteCatalog final : public Catalog {
   result<std::uint64_t> count_images_with_blob(const Sha256Digest& d) override;
   result<std::vector<Sha256Digest>> referenced_blobs() override;
   result<DeviceRecord> record_checkin(const DeviceCheckin& c, std::int64_t now) override;
+  result<std::vector<RecordedCheckin>> record_checkins(std::span<const DeviceCheckin> batch,
+                                                       std::int64_t now) override;
   result<std::int64_t> append_event(const DeviceEvent& e) override;
   result<DeviceRecord> find_device(std::string_view id) override;
   result<DevicePage> list_devices(const DeviceQuery& q) override;
@@ -93,6 +95,8 @@ class SqliteCatalog final : public Catalog {
 
  private:
   explicit SqliteCatalog(std::unique_ptr<Impl> impl);
+  // The rows of one check-in, inside a transaction the caller holds.
+  result<void> write_checkin(const DeviceCheckin& c, std::int64_t now);
   std::unique_ptr<Impl> impl_;
 };
 

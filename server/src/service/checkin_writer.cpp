@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "service/checkin_writer.hpp"
+
+#include <vector>
+
+namespace fwdepot::server {
+
+CheckinWriter::CheckinWriter(std::unique_ptr<storage::Catalog> catalog, Clock clock,
+                             std::size_t max_batch)
+    : catalog_(std::move(catalog)),
+      clock_(std::move(clock)),
+      max_batch_(std::max<std::size_t>(1, max_batch)),
+      thread_([this] { run(); }) {}
+
+CheckinWriter::~CheckinWriter() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_one();
+  thread_.join();
+}
+
+void CheckinWriter::submit(storage::DeviceCheckin c, Done done) {
+  {
+    std::lock_guard lock(mutex_);
+    queue_.emplace_back(std::move(c), std::move(done));
+  }
+  wake_.notify_one();
+}
+
+std::uint64_t CheckinWriter::commits() const {
+  std::lock_guard lock(mutex_);
+  return commits_;
+}
+
+std::uint64_t CheckinWriter::checkins() const {
+  std::lock_guard lock(mutex_);
+  return checkins_;
+}
+
+// No timer gathers a batch: whatever arrives while one batch commits forms the next, so a lone
+// check-in is written at once and a burst shares its fsyncs.
+void CheckinWriter::run() {
+  std::vector<storage::DeviceCheckin> batch;
+  std::vector<Done> callbacks;
+  while (true) {
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) {
+        return;  // stopping, and everything queued is written
+      }
+      while (!queue_.empty() && batch.size() < max_batch_) {
+        batch.push_back(std::move(queue_.front().first));
+        callbacks.push_back(std::move(queue_.front().second));
+        queue_.pop_front();
+      }
+    }
+    auto recorded = catalog_->record_checkins(batch, clock_());
+    {
+      std::lock_guard lock(mutex_);
+      ++commits_;
+      checkins_ += batch.size();
+    }
+    for (std::size_t i = 0; i < callbacks.size(); ++i) {
+      callbacks[i](recorded ? std::move((*recorded)[i])
+                            : storage::RecordedCheckin(recorded.error()));
+    }
+    batch.clear();
+    callbacks.clear();
+  }
+}
+
+}  // namespace fwdepot::server

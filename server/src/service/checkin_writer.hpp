@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: Apache-2.0
+// Group commit for device check-ins: a thread of its own writes queued check-ins in batches, one
+// transaction and one fsync per batch, so that the threads serving connections never wait on the
+// disk and a burst of check-ins costs a few commits instead of one each.
+#pragma once
+
+#include "fwdepot/storage/catalog.hpp"
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+namespace fwdepot::server {
+
+class CheckinWriter {
+ public:
+  using Done = std::function<void(storage::RecordedCheckin)>;
+  using Clock = std::function<std::int64_t()>;  // unix seconds, read once per batch
+
+  /// `catalog` is the writer's own connection to the database (SQLite arbitrates between it and
+  /// the connection everything else uses). At most `max_batch` check-ins go in one commit.
+  CheckinWriter(std::unique_ptr<storage::Catalog> catalog, Clock clock,
+                std::size_t max_batch = 256);
+  /// Records what is queued, runs its callbacks, and joins the thread.
+  ~CheckinWriter();
+  CheckinWriter(const CheckinWriter&) = delete;
+  CheckinWriter& operator=(const CheckinWriter&) = delete;
+
+  /// Queues `c`. `done` runs on the writer's thread once the batch holding `c` has committed,
+  /// with the device as it was before (see Catalog::record_checkins), or with the error that
+  /// kept the check-in (or its whole batch) from being recorded. It must not block.
+  void submit(storage::DeviceCheckin c, Done done);
+
+  /// Commits so far, and check-ins recorded or refused in them.
+  [[nodiscard]] std::uint64_t commits() const;
+  [[nodiscard]] std::uint64_t checkins() const;
+
+ private:
+  void run();
+
+  std::unique_ptr<storage::Catalog> catalog_;
+  Clock clock_;
+  std::size_t max_batch_;
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<std::pair<storage::DeviceCheckin, Done>> queue_;
+  bool stopping_ = false;
+  std::uint64_t commits_ = 0;
+  std::uint64_t checkins_ = 0;
+  std::thread thread_;  // last: starts after everything it uses
+};
+
+}  // namespace fwdepot::server
