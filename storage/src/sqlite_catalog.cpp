@@ -494,6 +494,14 @@ result<std::unique_ptr<SqliteCatalog>> SqliteCatalog::open(const std::filesystem
   if (auto r = make_private(path); !r) {
     return r.error();
   }
+  // No bulk allocation for new page caches. By default SQLite gives every page cache about
+  // 20 pages up front, and a query that sorts (find_offer's ORDER BY) opens a temporary B-tree
+  // with a page cache of its own: some 90 KiB malloc'ed and freed per query, which glibc
+  // returns to the kernel each time. Page faults and TLB flushes were half of a check-in's CPU
+  // on the serving thread. Process-wide, so set once, before SQLite initializes; it fails
+  // harmlessly (SQLITE_MISUSE) if something else initialized SQLite first.
+  static const bool no_bulk_page_cache [[maybe_unused]] =
+      sqlite3_config(SQLITE_CONFIG_PAGECACHE, nullptr, 0, 0) == SQLITE_OK;
   sqlite3* raw = nullptr;
   const int rc =
       sqlite3_open_v2(path.c_str(), &raw,
