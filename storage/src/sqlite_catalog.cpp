@@ -9,8 +9,10 @@
 
 #include <array>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <unordered_map>
 
 namespace fwdepot::storage {
@@ -27,7 +29,7 @@ using StmtPtr = std::unique_ptr<sqlite3_stmt, StmtFinalize>;
 
 // Forward-only migrations: entry i takes user_version i to i+1. Never edit a shipped entry;
 // append a new one.
-constexpr std::array<const char*, 2> kMigrations = {
+constexpr std::array<const char*, 3> kMigrations = {
     R"sql(
 CREATE TABLE images(
   id INTEGER PRIMARY KEY,
@@ -136,6 +138,29 @@ CREATE TABLE ddi_actions(
   UNIQUE (deployment_id, device_id)
 );
 CREATE INDEX ddi_actions_device ON ddi_actions(device_id, status);
+)sql",
+    // 3: a revision of everything find_offer reads (deployments, their targets, images), bumped
+    // by triggers, so that the offers a server keeps in memory know when they are stale, whoever
+    // changed the file.
+    R"sql(
+CREATE TABLE offer_revision(rev INTEGER NOT NULL);
+INSERT INTO offer_revision(rev) VALUES (0);
+CREATE TRIGGER offer_rev_deployment_insert AFTER INSERT ON deployments
+  BEGIN UPDATE offer_revision SET rev = rev + 1; END;
+CREATE TRIGGER offer_rev_deployment_update AFTER UPDATE ON deployments
+  BEGIN UPDATE offer_revision SET rev = rev + 1; END;
+CREATE TRIGGER offer_rev_deployment_delete AFTER DELETE ON deployments
+  BEGIN UPDATE offer_revision SET rev = rev + 1; END;
+CREATE TRIGGER offer_rev_target_insert AFTER INSERT ON deployment_targets
+  BEGIN UPDATE offer_revision SET rev = rev + 1; END;
+CREATE TRIGGER offer_rev_target_update AFTER UPDATE ON deployment_targets
+  BEGIN UPDATE offer_revision SET rev = rev + 1; END;
+CREATE TRIGGER offer_rev_target_delete AFTER DELETE ON deployment_targets
+  BEGIN UPDATE offer_revision SET rev = rev + 1; END;
+CREATE TRIGGER offer_rev_image_update AFTER UPDATE ON images
+  BEGIN UPDATE offer_revision SET rev = rev + 1; END;
+CREATE TRIGGER offer_rev_image_delete AFTER DELETE ON images
+  BEGIN UPDATE offer_revision SET rev = rev + 1; END;
 )sql",
 };
 
@@ -399,6 +424,18 @@ class SqliteCatalog::Impl {
     return {};
   }
 
+  /// What find_offer answers from: the active deployments, newest first, with their images,
+  /// and which of them applies to a device or a model. Loaded when offer_revision moves.
+  struct Offers {
+    std::int64_t rev = -1;  // -1: not loaded, or changed by this connection
+    std::chrono::steady_clock::time_point checked;
+    std::vector<Offer> offers;  // deployments without their target lists
+    std::map<std::string, std::size_t, std::less<>> by_device;
+    std::map<std::string, std::size_t, std::less<>> by_model;
+  };
+  Offers offers;
+  std::chrono::milliseconds offer_recheck{1000};
+
   /// Runs a query expected to return one integer.
   [[nodiscard]] result<std::int64_t> scalar(const std::string& sql) {
     auto q = query(sql);
@@ -513,6 +550,7 @@ result<std::unique_ptr<SqliteCatalog>> SqliteCatalog::open(const std::filesystem
   sqlite3_extended_result_codes(db.get(), 1);
   sqlite3_busy_timeout(db.get(), options.busy_timeout_ms);
   auto impl = std::make_unique<Impl>(std::move(db));
+  impl->offer_recheck = options.offer_recheck;
 
   // WAL lets readers go on while one writer commits. synchronous=FULL makes every commit
   // durable before it returns: the catalog records which firmware a fleet runs, and losing the
@@ -622,6 +660,7 @@ result<std::vector<ImageRecord>> SqliteCatalog::list_images() {
 }
 
 result<void> SqliteCatalog::delete_image(std::int64_t id) {
+  impl_->offers.rev = -1;  // find_offer reads offer_revision again
   auto tx = Transaction::begin(*impl_);
   if (!tx) {
     return tx.error();
@@ -663,6 +702,7 @@ result<void> SqliteCatalog::delete_image(std::int64_t id) {
 result<void> SqliteCatalog::set_artifact_fields(std::int64_t id, std::string_view filename,
                                                 std::string_view sha1_hex,
                                                 std::string_view md5_hex) {
+  impl_->offers.rev = -1;  // find_offer reads offer_revision again
   auto q = impl_->query("UPDATE images SET filename = ?2, sha1 = ?3, md5 = ?4 WHERE id = ?1");
   if (!q) {
     return q.error();
@@ -1062,6 +1102,7 @@ result<std::vector<DeviceEvent>> SqliteCatalog::list_events(std::string_view dev
 // --- deployments ------------------------------------------------------------------------------
 
 result<std::int64_t> SqliteCatalog::create_deployment(const NewDeployment& d) {
+  impl_->offers.rev = -1;  // find_offer reads offer_revision again
   if (d.devices.empty() && d.models.empty()) {
     return Error(error::invalid_argument, "a deployment needs at least one device or model");
   }
@@ -1304,6 +1345,7 @@ result<DeploymentProgress> SqliteCatalog::deployment_progress(std::int64_t id) {
 }
 
 result<void> SqliteCatalog::cancel_deployment(std::int64_t id, std::int64_t now) {
+  impl_->offers.rev = -1;  // find_offer reads offer_revision again
   auto tx = Transaction::begin(*impl_);
   if (!tx) {
     return tx.error();
@@ -1336,37 +1378,91 @@ result<void> SqliteCatalog::cancel_deployment(std::int64_t id, std::int64_t now)
   return tx->commit();
 }
 
-result<std::optional<Offer>> SqliteCatalog::find_offer(std::string_view device_id,
-                                                       std::string_view model) {
-  DeploymentRecord deployment;
+namespace {
+
+// The active deployments and their images, read in one transaction so that they agree with
+// the revision read with them.
+result<void> load_offers(SqliteCatalog& catalog, SqliteCatalog::Impl& impl) {
+  if (auto r = impl.exec("BEGIN"); !r) {
+    return r;
+  }
+  struct End {
+    SqliteCatalog::Impl& impl;
+    ~End() { (void)impl.exec("COMMIT"); }  // a read: nothing to keep or lose
+  } end{impl};
+  auto rev = impl.scalar("SELECT rev FROM offer_revision");
+  if (!rev) {
+    return rev.error();
+  }
+  std::vector<DeploymentRecord> active;
   {
-    auto q =
-        impl_->query(std::string("SELECT ") + kDeploymentColumns +
-                     " FROM deployment_targets t JOIN deployments d ON d.id = t.deployment_id "
-                     "WHERE d.cancelled_at IS NULL AND ((t.kind = 'device' AND t.value = ?1) OR "
-                     "(t.kind = 'model' AND t.value = ?2)) "
-                     "ORDER BY (t.kind = 'device') DESC, d.created_at DESC, d.id DESC LIMIT 1");
+    auto q = impl.query(std::string("SELECT ") + kDeploymentColumns +
+                        " FROM deployments d WHERE d.cancelled_at IS NULL "
+                        "ORDER BY d.created_at DESC, d.id DESC");
     if (!q) {
       return q.error();
     }
-    q->bind(1, device_id).bind(2, model);
-    auto row = q->step();
-    if (!row) {
-      return row.error();
+    auto rows = collect(*q, [](const Query& r) { return read_deployment(r); });
+    if (!rows) {
+      return rows.error();
     }
-    if (!*row) {
+    active = std::move(*rows);
+  }
+  SqliteCatalog::Impl::Offers loaded;
+  loaded.rev = *rev;
+  loaded.checked = std::chrono::steady_clock::now();
+  loaded.offers.reserve(active.size());
+  for (auto& d : active) {
+    auto image = catalog.find_image(d.image_id);
+    if (!image) {
+      return image.error();
+    }
+    // The newest deployment at each level wins: the first one seen keeps the key.
+    const std::size_t i = loaded.offers.size();
+    if (auto r = read_targets(impl, d); !r) {
+      return r.error();
+    }
+    for (auto& device : d.devices) {
+      loaded.by_device.emplace(std::move(device), i);
+    }
+    for (auto& model : d.models) {
+      loaded.by_model.emplace(std::move(model), i);
+    }
+    d.devices.clear();
+    d.models.clear();
+    loaded.offers.push_back(Offer{std::move(d), std::move(*image)});
+  }
+  impl.offers = std::move(loaded);
+  return {};
+}
+
+}  // namespace
+
+result<std::optional<Offer>> SqliteCatalog::find_offer(std::string_view device_id,
+                                                       std::string_view model) {
+  auto& o = impl_->offers;
+  const auto now = std::chrono::steady_clock::now();
+  if (o.rev < 0 || now - o.checked >= impl_->offer_recheck) {
+    auto rev = impl_->scalar("SELECT rev FROM offer_revision");
+    if (!rev) {
+      return rev.error();
+    }
+    if (*rev != o.rev) {
+      if (auto r = load_offers(*this, *impl_); !r) {
+        o.rev = -1;
+        return r.error();
+      }
+    }
+    o.checked = now;
+  }
+  auto it = o.by_device.find(device_id);
+  if (it == o.by_device.end()) {
+    it = o.by_model.find(model);
+    if (it == o.by_model.end()) {
       return std::optional<Offer>();
     }
-    deployment = read_deployment(*q);
   }
-  if (auto r = read_targets(*impl_, deployment); !r) {
-    return r.error();
-  }
-  auto image = find_image(deployment.image_id);
-  if (!image) {
-    return image.error();
-  }
-  return std::optional<Offer>(Offer{std::move(deployment), std::move(*image)});
+  return std::optional<Offer>(o.offers[it->second]);
 }
 
 // --- DDI actions ------------------------------------------------------------------------------

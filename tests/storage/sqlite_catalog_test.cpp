@@ -114,9 +114,19 @@ TEST(SqliteCatalogOpen, UpgradesASchema1CatalogWithItsData) {
     ASSERT_TRUE((*c)->record_checkin({"dev-1", "board-a", "1.0.0", "idle", {}, {}, {}}, 10));
     ASSERT_TRUE((*c)->create_deployment({1, {"dev-1"}, {}, false, 20, ActionType::soft}));
   }
-  // Back to schema 1: what migration 2 added, taken away again.
+  // Back to schema 1: what migrations 3 and 2 added, taken away again.
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  std::string drop_3;
+  for (const char* t :
+       {"deployment_insert", "deployment_update", "deployment_delete", "target_insert",
+        "target_update", "target_delete", "image_update", "image_delete"}) {
+    drop_3 += std::string("DROP TRIGGER offer_rev_") + t + "; ";
+  }
+  ASSERT_EQ(
+      sqlite3_exec(db, (drop_3 + "DROP TABLE offer_revision").c_str(), nullptr, nullptr, nullptr),
+      SQLITE_OK)
+      << sqlite3_errmsg(db);
   ASSERT_EQ(sqlite3_exec(db,
                          "DROP TABLE ddi_actions; ALTER TABLE images DROP COLUMN filename; "
                          "ALTER TABLE images DROP COLUMN sha1; ALTER TABLE images DROP COLUMN md5; "
@@ -440,7 +450,8 @@ TEST_F(SqliteCatalogTest, OffersPreferDeviceTargetsThenTheNewest) {
   ASSERT_TRUE(offer && *offer);
   EXPECT_EQ((*offer)->image.id, pinned);  // device level wins although older
   EXPECT_TRUE((*offer)->deployment.allow_downgrade);
-  EXPECT_EQ((*offer)->deployment.devices, std::vector<std::string>{"dev-1"});
+  EXPECT_EQ((*offer)->deployment.id, *d);
+  EXPECT_TRUE((*offer)->deployment.devices.empty());  // never copied per check-in
   EXPECT_EQ((*catalog_->find_offer("dev-2", "board-a"))->image.id, new_img);
 
   ASSERT_TRUE(catalog_->cancel_deployment(*d, 30));
@@ -448,6 +459,29 @@ TEST_F(SqliteCatalogTest, OffersPreferDeviceTargetsThenTheNewest) {
   ASSERT_TRUE(catalog_->cancel_deployment(*m2, 31));
   EXPECT_EQ((*catalog_->find_offer("dev-1", "board-a"))->image.id, old_img);
   EXPECT_EQ(catalog_->cancel_deployment(*m2, 32).error(), error::not_found);
+}
+
+TEST_F(SqliteCatalogTest, OffersFollowChangesOtherConnectionsWrite) {
+  // Rechecked on every call, so that what another process writes is seen without waiting.
+  auto server = SqliteCatalog::open(dir_ / "fwdepot.db", {.offer_recheck = {}});
+  ASSERT_TRUE(server);
+  const std::int64_t img = add(image("fw", "1.0.0"));
+  const std::int64_t other = add(image("fw", "2.0.0"));
+  auto dep = catalog_->create_deployment({img, {}, {"board-a"}, false, 10});
+  ASSERT_TRUE(dep);
+  ASSERT_TRUE(*(*server)->find_offer("dev-1", "board-a"));  // loaded into memory
+  const auto path = dir_ / "fwdepot.db";
+  // Each kind of change another writer can make, each seen on the next call.
+  exec_beside(path, "INSERT INTO deployment_targets VALUES (1, 'model', 'board-b')");
+  EXPECT_EQ((*(*server)->find_offer("dev-2", "board-b"))->image.id, img);
+  exec_beside(path, ("UPDATE deployments SET image_id = " + std::to_string(other)).c_str());
+  EXPECT_EQ((*(*server)->find_offer("dev-1", "board-a"))->image.id, other);
+  exec_beside(path, "UPDATE images SET description = 'changed'");
+  EXPECT_EQ((*(*server)->find_offer("dev-1", "board-a"))->image.description, "changed");
+  exec_beside(path, "DELETE FROM deployment_targets WHERE value = 'board-a'");
+  EXPECT_FALSE(*(*server)->find_offer("dev-1", "board-a"));
+  exec_beside(path, "UPDATE deployments SET cancelled_at = 20");
+  EXPECT_FALSE(*(*server)->find_offer("dev-2", "board-b"));
 }
 
 TEST_F(SqliteCatalogTest, SummarizesTheFleetAndADeploymentsProgress) {

@@ -261,7 +261,9 @@ class Catalog {
   [[nodiscard]] virtual result<DeploymentProgress> deployment_progress(std::int64_t id) = 0;
   /// The deployment that applies to this device: a device-level target wins over a model-level
   /// one, and the newest wins at the same level; cancelled deployments never apply. Version
-  /// and rollback checks are the caller's. Returns nullopt when nothing applies.
+  /// and rollback checks are the caller's. Returns nullopt when nothing applies. The
+  /// deployment comes without its target lists (list_deployments has them): it is asked for on
+  /// every check-in, and a deployment may name thousands of devices.
   [[nodiscard]] virtual result<std::optional<Offer>> find_offer(std::string_view device_id,
                                                                 std::string_view model) = 0;
 

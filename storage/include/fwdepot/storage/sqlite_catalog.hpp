@@ -4,6 +4,7 @@
 
 #include "fwdepot/storage/catalog.hpp"
 
+#include <chrono>
 #include <filesystem>
 #include <memory>
 
@@ -15,6 +16,10 @@ class SqliteCatalog final : public Catalog {
  public:
   struct Options {
     int busy_timeout_ms = 5000;  // how long a write waits for another writer's lock
+    // How long find_offer answers from the offers it holds in memory before it checks the
+    // file's offer revision again. Changes through this object apply at once; changes other
+    // connections or processes write apply within this time.
+    std::chrono::milliseconds offer_recheck{1000};
   };
 
   /// Opens (creating if needed) the database and migrates it forward to the current schema.
