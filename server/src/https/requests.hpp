@@ -383,7 +383,9 @@ asio::awaitable<error_code> handle_upload(Stream& stream, beast::flat_buffer& bu
     auto [ec, n] = co_await http::async_read(stream, buffer, parser, kNoThrow);
     if (ec && ec != http::error::need_buffer) {
       ex.keep_alive = false;
-      // A body cut short leaves nothing behind: the upload's temporary blob dies with it.
+      // A body cut short leaves nothing behind: the upload's temporary blob goes before the
+      // answer does.
+      upload->reset();
       (void)co_await write_api(stream, l, ex,
                                api_error(400, "bad_request", "request body incomplete"));
       co_return ec;
@@ -392,11 +394,14 @@ asio::awaitable<error_code> handle_upload(Stream& stream, beast::flat_buffer& bu
     if (got > 0) {
       if (auto r = (*upload)->feed(std::string_view(chunk.data(), got)); !r) {
         ex.keep_alive = false;
+        upload->reset();
         co_return co_await write_api(stream, l, ex, api_error(r.error()));
       }
     }
   }
-  co_return co_await write_api(stream, l, ex, (*upload)->finish(unix_now()));
+  ApiResponse answer = (*upload)->finish(unix_now());
+  upload->reset();  // a refused upload's temporary blob is gone before the client hears of it
+  co_return co_await write_api(stream, l, ex, std::move(answer));
 }
 
 // --- routing ----------------------------------------------------------------------------------

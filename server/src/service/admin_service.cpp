@@ -6,7 +6,6 @@
 #include "fwdepot/core/ids.hpp"
 #include "fwdepot/core/json.hpp"
 #include "fwdepot/core/manifest.hpp"
-#include "fwdepot/core/verifier.hpp"
 #include "fwdepot/storage/image_store.hpp"
 
 #include <openssl/crypto.h>
@@ -285,11 +284,11 @@ class MultipartImageUpload final : public ImageUpload {
       return Error(error::payload_too_large,
                    "image over the " + std::to_string(max_bytes_) + "-byte limit");
     }
-    // With the manifest already known, refuse the first byte past its size.
-    if (early_) {
-      if (auto r = early_->update(bytes); !r) {
-        return r;
-      }
+    // With the manifest already known, refuse the first byte past its size. Only the size: the
+    // blob writer hashes every byte, and verify() checks that digest.
+    if (size_bound_ && bytes.size() > *size_bound_ - writer_->bytes_written()) {
+      return Error(core::error::too_many_bytes,
+                   "more than the manifest's " + std::to_string(*size_bound_) + " bytes");
     }
     hasher_.update(bytes);
     return writer_->write(bytes);
@@ -300,9 +299,7 @@ class MultipartImageUpload final : public ImageUpload {
       // Parse (not yet trust) the manifest to bound the image as it streams in.
       if (auto env = parse_envelope(manifest_)) {
         if (auto m = parse_manifest(env->payload)) {
-          if (auto v = ImageVerifier::create(*m)) {
-            early_.emplace(std::move(*v));
-          }
+          size_bound_ = m->size_bytes;
         }
       }
     }
@@ -338,7 +335,7 @@ class MultipartImageUpload final : public ImageUpload {
   bool manifest_seen_ = false;
   bool image_seen_ = false;
   std::string manifest_;
-  std::optional<ImageVerifier> early_;
+  std::optional<std::uint64_t> size_bound_;  // the parsed (not yet verified) manifest's size
   ArtifactHasher hasher_;
   std::string filename_;  // the image part's, as sent
   std::uint64_t received_ = 0;

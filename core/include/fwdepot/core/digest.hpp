@@ -15,7 +15,9 @@ struct ArtifactHashes {
   std::string md5_hex;
 };
 
-/// Both hashes in one pass over bytes fed in any chunking.
+/// Both hashes in one pass over bytes fed in any chunking, computed on a thread of the
+/// hasher's own (started by the first update(), joined by finish() or the destructor) while the
+/// caller goes on. update() copies the bytes, and waits when 8 MiB are queued.
 class ArtifactHasher {
  public:
   ArtifactHasher();
