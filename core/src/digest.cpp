@@ -8,6 +8,7 @@
 #include <deque>
 #include <mutex>
 #include <stdexcept>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -28,7 +29,8 @@ struct ArtifactHasher::State {
   std::deque<std::string> queue;
   std::size_t queued_bytes = 0;
   bool done = false;
-  std::thread worker;  // started by the first update()
+  std::thread worker;        // started by the first update()
+  bool inline_only = false;  // the thread could not be started
 
   // Abandoned (an upload refused half-way): what is still queued is dropped, not hashed.
   ~State() {
@@ -104,8 +106,17 @@ void ArtifactHasher::update(std::string_view bytes) {
   if (bytes.empty()) {
     return;
   }
-  if (!s.worker.joinable()) {
-    s.worker = std::thread([&s] { s.run(); });
+  if (!s.worker.joinable() && !s.inline_only) {
+    try {
+      s.worker = std::thread([&s] { s.run(); });
+    } catch (const std::system_error&) {
+      s.inline_only = true;  // no thread to be had: hash on the caller's
+    }
+  }
+  if (s.inline_only) {
+    EVP_DigestUpdate(s.sha1.get(), bytes.data(), bytes.size());
+    EVP_DigestUpdate(s.md5.get(), bytes.data(), bytes.size());
+    return;
   }
   {
     std::unique_lock lock(s.mutex);

@@ -799,7 +799,11 @@ result<std::vector<RecordedCheckin>> SqliteCatalog::record_checkins(
       return before ? std::optional<DeviceRecord>(std::move(*before)) : std::nullopt;
     }();
     // A failed check-in leaves nothing behind; the savepoint is released either way so that
-    // the next one starts at the same depth.
+    // the next one starts at the same depth. Some failures (a full disk, an I/O error) make
+    // SQLite roll back the whole transaction itself: then the batch fails with that error.
+    if (!one && sqlite3_get_autocommit(impl_->db()) != 0) {
+      return one.error();
+    }
     if (!one) {
       if (auto r = run("ROLLBACK TO checkin"); !r) {
         return r.error();
@@ -1383,12 +1387,13 @@ namespace {
 // The active deployments and their images, read in one transaction so that they agree with
 // the revision read with them.
 result<void> load_offers(SqliteCatalog& catalog, SqliteCatalog::Impl& impl) {
-  if (auto r = impl.exec("BEGIN"); !r) {
+  // A savepoint rather than BEGIN: it also nests in a transaction a caller may hold.
+  if (auto r = impl.exec("SAVEPOINT offers"); !r) {
     return r;
   }
   struct End {
     SqliteCatalog::Impl& impl;
-    ~End() { (void)impl.exec("COMMIT"); }  // a read: nothing to keep or lose
+    ~End() { (void)impl.exec("RELEASE offers"); }  // a read: nothing to keep or lose
   } end{impl};
   auto rev = impl.scalar("SELECT rev FROM offer_revision");
   if (!rev) {

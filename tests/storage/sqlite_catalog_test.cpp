@@ -339,6 +339,24 @@ TEST_F(SqliteCatalogTest, BatchOfCheckinsCommitsTogetherAndFailsOneByOne) {
   EXPECT_TRUE(catalog_->record_checkins({}, 300));
 }
 
+TEST_F(SqliteCatalogTest, BatchWhoseTransactionSQLiteRolledBackRecordsNothing) {
+  // RAISE(ROLLBACK) ends the whole transaction, as SQLite does itself on a full disk.
+  exec_beside(dir_ / "fwdepot.db",
+              "CREATE TRIGGER ends BEFORE INSERT ON devices WHEN NEW.id = 'dev-bad' "
+              "BEGIN SELECT RAISE(ROLLBACK, 'no room'); END");
+  const std::vector<DeviceCheckin> batch = {
+      {"dev-1", "board-a", "1.0.0", "idle", {}, {}, {}},
+      {"dev-bad", "board-a", "1.0.0", "idle", {}, {}, {}},
+      {"dev-2", "board-a", "1.0.0", "idle", {}, {}, {}},
+  };
+  auto recorded = catalog_->record_checkins(batch, 100);
+  ASSERT_FALSE(recorded);
+  EXPECT_NE(recorded.error().detail.find("no room"), std::string::npos) << recorded.error();
+  EXPECT_EQ(catalog_->find_device("dev-1").error(), error::not_found);
+  // The connection is usable again.
+  EXPECT_TRUE(catalog_->record_checkins({batch.data(), 1}, 101));
+}
+
 TEST_F(SqliteCatalogTest, BatchThatCannotTakeTheWriteLockRecordsNothing) {
   // Another connection holds the write lock past the busy timeout.
   auto short_wait = SqliteCatalog::open(dir_ / "fwdepot.db", {.busy_timeout_ms = 50});

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "service/checkin_writer.hpp"
 
+#include <algorithm>
+#include <exception>
+#include <string>
 #include <vector>
 
 namespace fwdepot::server {
@@ -57,15 +60,26 @@ void CheckinWriter::run() {
         queue_.pop_front();
       }
     }
-    auto recorded = catalog_->record_checkins(batch, clock_());
+    // Nothing may escape this thread: every callback runs, and a failure is an answer.
+    auto recorded = [&]() -> result<std::vector<storage::RecordedCheckin>> {
+      try {
+        return catalog_->record_checkins(batch, clock_());
+      } catch (const std::exception& e) {
+        return Error(storage::error::io_error, std::string("check-in batch: ") + e.what());
+      }
+    }();
     {
       std::lock_guard lock(mutex_);
       ++commits_;
       checkins_ += batch.size();
     }
     for (std::size_t i = 0; i < callbacks.size(); ++i) {
-      callbacks[i](recorded ? std::move((*recorded)[i])
-                            : storage::RecordedCheckin(recorded.error()));
+      try {
+        callbacks[i](recorded ? std::move((*recorded)[i])
+                              : storage::RecordedCheckin(recorded.error()));
+      } catch (const std::exception&) {
+        // Its request is lost (the connection times out); the other callbacks still run.
+      }
     }
     batch.clear();
     callbacks.clear();

@@ -35,7 +35,7 @@ class CheckinWriter {
   /// kept the check-in (or its whole batch) from being recorded. It must not block.
   void submit(storage::DeviceCheckin c, Done done);
 
-  /// Commits so far, and check-ins recorded or refused in them.
+  /// Batches written so far (committed or failed), and the check-ins in them.
   [[nodiscard]] std::uint64_t commits() const;
   [[nodiscard]] std::uint64_t checkins() const;
 
