@@ -53,13 +53,12 @@ inline constexpr std::size_t kFirstReadBytes = 4096;  // a typical request head
 inline constexpr std::chrono::seconds kLingerTimeout{2};
 inline constexpr std::size_t kLingerBytes = 1024 * 1024;
 
-/// Arms the stream's deadline for the next operation: beast::tcp_stream has one; a stream in
+/// Arms the stream's deadline for the next operation: the TLS stream has one; a stream in
 /// memory has nothing to wait for.
 template <class Stream>
 void expire_after(Stream& stream, std::chrono::steady_clock::duration d) {
-  auto& lowest = beast::get_lowest_layer(stream);
-  if constexpr (requires { lowest.expires_after(d); }) {
-    lowest.expires_after(d);
+  if constexpr (requires { stream.expires_after(d); }) {
+    stream.expires_after(d);
   }
 }
 

@@ -4,11 +4,11 @@
 #include "https/session.hpp"
 
 #include "https/requests.hpp"
+#include "https/tls_stream.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/strand.hpp>
-#include <boost/beast/ssl.hpp>
 
 namespace fwdepot::server {
 namespace {
@@ -16,7 +16,7 @@ namespace {
 namespace ssl = boost::asio::ssl;
 using namespace requests;  // NOLINT: this file is the request path's one TLS instantiation
 using tcp = asio::ip::tcp;
-using Stream = beast::ssl_stream<beast::tcp_stream>;
+using Stream = TlsStream;
 
 constexpr std::chrono::seconds kShutdownTimeout{5};
 
@@ -56,17 +56,23 @@ asio::awaitable<void> run_session(tcp::socket socket, Listener l, ServerContext&
   const auto remote = socket.remote_endpoint(ignored);
   const std::string peer = remote.address().to_string() + ":" + std::to_string(remote.port());
 
+  // The SSL holds its own reference to the context: a CRL reload leaves it in force here.
   std::shared_ptr<ssl::context> tls = l == Listener::device ? ctx.tls.device() : ctx.tls.admin();
-  Stream stream(std::move(socket), *tls);
-  auto& lowest = beast::get_lowest_layer(stream);
+  auto created = Stream::create(std::move(socket), tls->native_handle());
+  if (!created) {
+    spdlog::error("tls_unavailable listener={} peer={} error={}", listener_name(l), peer,
+                  log_value(created.error().message()));
+    co_return;
+  }
+  Stream& stream = **created;
 
   // Shutdown cancels the wait for a next request, never a request in progress.
   bool idle = false;
   auto handle = std::make_shared<SessionHandle>();
-  handle->strand = lowest.get_executor();
-  handle->cancel_if_idle = [&idle, &lowest] {
+  handle->strand = stream.get_executor();
+  handle->cancel_if_idle = [&idle, &stream] {
     if (idle) {
-      lowest.cancel();
+      stream.cancel();
     }
   };
   struct Registration {
@@ -78,8 +84,8 @@ asio::awaitable<void> run_session(tcp::socket socket, Listener l, ServerContext&
     }
   } registration{ctx, handle};
   ctx.register_session(handle);
-  lowest.expires_after(ctx.options.handshake_timeout);
-  if (auto [ec] = co_await stream.async_handshake(ssl::stream_base::server, kNoThrow); ec) {
+  stream.expires_after(ctx.options.handshake_timeout);
+  if (auto [ec] = co_await stream.async_handshake(kNoThrow); ec) {
     const std::string reason = handshake_reason(ec, stream);
     ctx.metrics.handshake_failure(listener_name(l), reason);
     spdlog::info("tls_refused listener={} peer={} reason={}", listener_name(l), peer,
@@ -96,7 +102,7 @@ asio::awaitable<void> run_session(tcp::socket socket, Listener l, ServerContext&
     }
   }
   co_await serve_requests(stream, l, ctx, device, peer, idle);
-  lowest.expires_after(kShutdownTimeout);
+  stream.expires_after(kShutdownTimeout);
   (void)co_await stream.async_shutdown(kNoThrow);
 }
 

@@ -1,0 +1,241 @@
+// SPDX-License-Identifier: Apache-2.0
+// The server's TLS stream: OpenSSL on the connection's own descriptor, with Asio only waiting
+// for readiness. Include it only where a session is built (https/session.cpp, its test).
+#pragma once
+
+#include "fwdepot/core/error.hpp"
+#include "fwdepot/core/openssl.hpp"
+
+#include <openssl/ssl.h>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/compose.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <type_traits>
+#include <utility>
+
+namespace fwdepot::server {
+
+/// A server-side TLS connection for Beast's HTTP algorithms (an AsyncReadStream and
+/// AsyncWriteStream) with beast::tcp_stream's timeouts.
+///
+/// Why not asio::ssl::stream: it runs OpenSSL against a BIO pair and copies every record
+/// through four 17 KiB buffers that live as long as the connection, and the read that waits for
+/// a next request keeps OpenSSL's record buffer too. Here OpenSSL reads and writes the socket
+/// itself (a non-blocking descriptor, through send(2) with MSG_NOSIGNAL and recv(2)); when it
+/// would block, the operation waits for readiness with `async_wait` and calls OpenSSL again. A
+/// connection waiting for a next request holds no buffer at all (SSL_MODE_RELEASE_BUFFERS), and
+/// each record is encrypted once and written once.
+///
+/// Operations complete through their handler's associated executor, never inside the
+/// initiating call. One read and one write may be outstanding at a time, as with any Asio
+/// stream; the handshake and the shutdown take both directions.
+class TlsStream {
+ public:
+  using error_code = boost::system::error_code;
+  using executor_type = boost::asio::ip::tcp::socket::executor_type;
+  using clock = std::chrono::steady_clock;
+
+  /// Takes the connected socket and starts a server-side connection with `ctx`'s settings (the
+  /// SSL keeps `ctx` alive). Errors: OpenSSL cannot create the connection (out of memory), or
+  /// the socket cannot be made non-blocking.
+  [[nodiscard]] static result<std::unique_ptr<TlsStream>> create(
+      boost::asio::ip::tcp::socket socket, SSL_CTX* ctx);
+  ~TlsStream();
+  TlsStream(const TlsStream&) = delete;
+  TlsStream& operator=(const TlsStream&) = delete;
+
+  executor_type get_executor() { return socket_.get_executor(); }
+  SSL* native_handle() { return ssl_.get(); }
+  boost::asio::ip::tcp::socket& socket() { return socket_; }
+
+  /// Every wait for the socket from now on ends with beast::error::timeout once `d` has passed,
+  /// including one already in progress, until the next call. An operation that needs no wait
+  /// completes even past the deadline.
+  void expires_after(clock::duration d);
+  /// Ends every wait in progress with operation_aborted (or timeout, past the deadline).
+  void cancel();
+
+  /// Completes with what OpenSSL read: at least one byte, or an error. A peer that closed
+  /// without close_notify is asio::ssl::error::stream_truncated; one that sent it, eof.
+  template <class MutableBuffers, class Token>
+  auto async_read_some(const MutableBuffers& buffers, Token&& token) {
+    const boost::asio::mutable_buffer b = first_nonempty(buffers);
+    return compose<void(error_code, std::size_t)>(
+        std::forward<Token>(token), [b](TlsStream& s) { return s.read_step(b.data(), b.size()); });
+  }
+
+  /// Writes some of `buffers`: small leading pieces (a response head, a small body) are gathered
+  /// into one record, so that a small answer is one record and one send(2).
+  template <class ConstBuffers, class Token>
+  auto async_write_some(const ConstBuffers& buffers, Token&& token) {
+    return compose<void(error_code, std::size_t)>(std::forward<Token>(token), Writer(buffers));
+  }
+
+  /// The server side of the handshake. Errors carry the SSL category (see handshake failure
+  /// reasons in session.cpp) or the socket's.
+  template <class Token>
+  auto async_handshake(Token&& token) {
+    return compose<void(error_code)>(std::forward<Token>(token),
+                                     [](TlsStream& s) { return s.handshake_step(); });
+  }
+
+  /// Sends close_notify and waits (within the deadline) for the peer's.
+  template <class Token>
+  auto async_shutdown(Token&& token) {
+    return compose<void(error_code)>(std::forward<Token>(token),
+                                     [](TlsStream& s) { return s.shutdown_step(); });
+  }
+
+ private:
+  enum class Want { nothing, read, write };
+  // One call into OpenSSL: done (with an error or a byte count), or wanting the socket ready.
+  struct Step {
+    Want want = Want::nothing;
+    error_code ec;
+    std::size_t bytes = 0;
+  };
+  static constexpr std::size_t kRecordBytes = 16 * 1024;
+
+  TlsStream(boost::asio::ip::tcp::socket socket, openssl::SslPtr ssl);
+
+  Step read_step(void* data, std::size_t size);
+  Step write_step(const void* data, std::size_t size);
+  Step handshake_step();
+  Step shutdown_step();
+  // SSL_read_ex or SSL_write_ex.
+  template <class Bytes>
+  Step transfer(int (*call)(SSL*, Bytes, std::size_t, std::size_t*), Bytes data, std::size_t size);
+  // Translates the result of an SSL_* call that did not succeed.
+  Step failed(int ret);
+  // Makes sure the deadline timer fires by deadline_.
+  void arm_timer();
+  // The error a wait for the socket completed with, as the operation reports it.
+  [[nodiscard]] error_code wait_result(const error_code& ec) const;
+
+  template <class Buffers>
+  static boost::asio::mutable_buffer first_nonempty(const Buffers& buffers) {
+    for (auto it = boost::asio::buffer_sequence_begin(buffers);
+         it != boost::asio::buffer_sequence_end(buffers); ++it) {
+      if (boost::asio::mutable_buffer b(*it); b.size() > 0) {
+        return b;
+      }
+    }
+    return {};
+  }
+
+  // A write's bytes, fixed at its start (OpenSSL retries a write with the same bytes): the
+  // first buffer itself, or the leading buffers gathered into one record.
+  class Writer {
+   public:
+    template <class ConstBuffers>
+    explicit Writer(const ConstBuffers& buffers) {
+      std::size_t total = 0;
+      boost::asio::const_buffer first;
+      for (auto it = boost::asio::buffer_sequence_begin(buffers);
+           it != boost::asio::buffer_sequence_end(buffers); ++it) {
+        boost::asio::const_buffer b(*it);
+        if (first.size() == 0) {
+          first = b;
+        }
+        total += b.size();
+      }
+      if (first.size() >= kRecordBytes || total == first.size()) {
+        data_ = first.data();
+        size_ = first.size();
+        return;
+      }
+      size_ = std::min(total, kRecordBytes);
+      gathered_ = std::make_unique<char[]>(size_);
+      boost::asio::buffer_copy(boost::asio::buffer(gathered_.get(), size_), buffers);
+      data_ = gathered_.get();
+    }
+    Step operator()(TlsStream& s) const { return s.write_step(data_, size_); }
+
+   private:
+    std::unique_ptr<char[]> gathered_;  // moves with the operation; its bytes stay put
+    const void* data_ = nullptr;
+    std::size_t size_ = 0;
+  };
+
+  // Runs steps until one is done, waiting for the socket in between.
+  template <class StepFn, bool kWithBytes>
+  class Op {
+   public:
+    Op(TlsStream& s, StepFn step) : s_(s), step_(std::move(step)) {}
+
+    template <class Self>
+    void operator()(Self& self, error_code wait_ec = {}) {
+      if (state_ == State::done) {  // the completion posted below
+        finish(self, done_);
+        return;
+      }
+      if (state_ == State::waiting && wait_ec) {
+        finish(self, Step{Want::nothing, s_.wait_result(wait_ec), 0});
+        return;
+      }
+      const bool initiating = state_ == State::initiating;
+      Step step = step_(s_);
+      if (step.want != Want::nothing) {
+        state_ = State::waiting;
+        s_.arm_timer();
+        s_.socket_.async_wait(step.want == Want::read ? boost::asio::socket_base::wait_read
+                                                      : boost::asio::socket_base::wait_write,
+                              std::move(self));
+        return;
+      }
+      if (initiating) {
+        // Never from inside the initiating call: Beast's and Asio's composed operations count
+        // on it (and their stacks would grow with every chunk that needs no wait).
+        state_ = State::done;
+        done_ = step;
+        boost::asio::post(std::move(self));
+        return;
+      }
+      finish(self, step);
+    }
+
+   private:
+    template <class Self>
+    static void finish(Self& self, const Step& step) {
+      if constexpr (kWithBytes) {
+        self.complete(step.ec, step.bytes);
+      } else {
+        self.complete(step.ec);
+      }
+    }
+
+    enum class State { initiating, waiting, done };
+    TlsStream& s_;
+    StepFn step_;
+    State state_ = State::initiating;
+    Step done_;
+  };
+
+  template <class Signature, class Token, class StepFn>
+  auto compose(Token&& token, StepFn step) {
+    return boost::asio::async_compose<Token, Signature>(
+        Op<StepFn, std::is_same_v<Signature, void(error_code, std::size_t)>>(*this,
+                                                                             std::move(step)),
+        token, socket_);
+  }
+
+  boost::asio::ip::tcp::socket socket_;
+  openssl::SslPtr ssl_;
+  boost::asio::steady_timer timer_;
+  clock::time_point deadline_ = clock::time_point::max();
+  bool timer_armed_ = false;
+  std::uint64_t timer_generation_ = 0;
+  // Held by the timer's handler only weakly: a handler that fired just before the stream went
+  // away must not touch it.
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+};
+
+}  // namespace fwdepot::server
