@@ -178,6 +178,27 @@ TEST_F(TlsStreamTest, CompletesOutsideTheInitiatingCall) {
   });
 }
 
+TEST_F(TlsStreamTest, WaitReadableSeesBytesOpenSslHoldsAndBytesOnTheSocket) {
+  run([&]() -> asio::awaitable<void> {
+    auto [server, client] = co_await connect();
+    server->expires_after(5s);
+    co_await asio::async_write(*client, asio::buffer(std::string("abcdef")), asio::use_awaitable);
+    auto [ec] = co_await server->async_wait_readable(kNoThrow);  // on the socket
+    EXPECT_FALSE(ec) << ec.message();
+    std::array<char, 3> first{};
+    co_await asio::async_read(*server, asio::buffer(first), asio::use_awaitable);
+    // The socket is drained now; the rest of the record is in OpenSSL's hands.
+    std::tie(ec) = co_await server->async_wait_readable(kNoThrow);
+    EXPECT_FALSE(ec) << ec.message() << ": a wait for the socket missed buffered bytes";
+    std::array<char, 3> rest{};
+    co_await asio::async_read(*server, asio::buffer(rest), asio::use_awaitable);
+    EXPECT_EQ(std::string(rest.data(), rest.size()), "def");
+    server->expires_after(50ms);
+    std::tie(ec) = co_await server->async_wait_readable(kNoThrow);  // nothing anywhere
+    EXPECT_EQ(ec, boost::beast::error::timeout) << ec.message();
+  });
+}
+
 TEST_F(TlsStreamTest, ADeadlineEndsAWaitWithTimeout) {
   run([&]() -> asio::awaitable<void> {
     auto [server, client] = co_await connect();

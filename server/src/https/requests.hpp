@@ -746,9 +746,17 @@ asio::awaitable<void> serve_requests(Stream& stream, Listener l, ServerContext& 
     error_code ec;
     if (buffer.size() == 0) {
       idle = true;  // nothing of the next request has arrived yet
-      std::size_t n = 0;
-      std::tie(ec, n) = co_await stream.async_read_some(buffer.prepare(kFirstReadBytes), kNoThrow);
-      buffer.commit(n);
+      if constexpr (requires { stream.async_wait_readable(kNoThrow); }) {
+        // Nothing held while the peer stays quiet: neither the stream's buffers nor ours.
+        buffer.shrink_to_fit();
+        std::tie(ec) = co_await stream.async_wait_readable(kNoThrow);
+      }
+      if (!ec) {
+        std::size_t n = 0;
+        std::tie(ec, n) =
+            co_await stream.async_read_some(buffer.prepare(kFirstReadBytes), kNoThrow);
+        buffer.commit(n);
+      }
       idle = false;
     }
     if (!ec) {

@@ -87,6 +87,21 @@ class TlsStream {
                                      [](TlsStream& s) { return s.handshake_step(); });
   }
 
+  /// Completes when a read would find something: bytes OpenSSL holds already, or bytes (or
+  /// the end) on the socket. A connection waiting here holds no TLS buffer, where a pending
+  /// read would hold OpenSSL's record buffer for as long as the peer stays quiet.
+  template <class Token>
+  auto async_wait_readable(Token&& token) {
+    return compose<void(error_code)>(std::forward<Token>(token),
+                                     [waited = false](TlsStream& s) mutable {
+                                       if (waited || SSL_has_pending(s.ssl_.get()) == 1) {
+                                         return Step{};
+                                       }
+                                       waited = true;
+                                       return Step{Want::read, {}, 0};
+                                     });
+  }
+
   /// Sends close_notify and waits (within the deadline) for the peer's.
   template <class Token>
   auto async_shutdown(Token&& token) {
