@@ -277,13 +277,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   MemoryStream stream(f.io.get_executor(), input, chunk);
   bool idle = false;
+  bool first = true;
   bool finished = false;
-  asio::co_spawn(
-      f.io, server::requests::serve_requests(stream, listener, *world.ctx, device, "fuzz", idle),
-      [&](std::exception_ptr e) {
-        fuzz::check(e == nullptr, "no exception leaves the request path");
-        finished = true;
-      });
+  asio::co_spawn(f.io,
+                 server::requests::serve_requests(stream, listener, *world.ctx, device, "fuzz",
+                                                  idle, first, true),
+                 [&](std::exception_ptr e, bool parked) {
+                   fuzz::check(e == nullptr, "no exception leaves the request path");
+                   fuzz::check(!parked, "a stream in memory is served in one call");
+                   finished = true;
+                 });
   f.io.restart();
   f.io.run();
   fuzz::check(finished, "the session ends when the input does");

@@ -725,137 +725,157 @@ asio::awaitable<error_code> route_admin(Stream& stream, beast::flat_buffer& buff
                                ctx.admin.handle(method, path, query, *body, unix_now()));
 }
 
-/// Serves requests on an established stream until the peer is done, a request ends the
-/// connection, or the server drains. `device` is the authenticated device on the device
-/// listener (nullopt on the admin listener). `idle` is true exactly while nothing of a next
-/// request has arrived: the server's shutdown cancels only such a wait.
+// One request on a connection, from the rest of its head on (`ec`: how reading its first bytes
+// went). Its state lives in this frame only while it runs: an idle connection keeps just
+// serve_requests' small frame. Returns whether the connection can carry another request.
 template <class Stream>
-asio::awaitable<void> serve_requests(Stream& stream, Listener l, ServerContext& ctx,
+asio::awaitable<bool> serve_request(Stream& stream, beast::flat_buffer& buffer, error_code ec,
+                                    bool first, Listener l, ServerContext& ctx,
+                                    const std::optional<certs::DeviceIdentity>& device,
+                                    const std::string& peer) {
+  http::request_parser<http::empty_body> head;
+  head.header_limit(kMaxHeaderBytes);
+  head.body_limit(boost::none);  // each route sets its own limit when it reads the body
+  if (!ec) {
+    if (!first) {
+      expire_after(stream, ctx.options.header_timeout);
+    }
+    std::tie(ec, std::ignore) = co_await http::async_read_header(stream, buffer, head, kNoThrow);
+  }
+  if (ec == asio::error::operation_aborted && ctx.draining) {
+    co_return false;
+  }
+  Exchange ex;
+  if (device) {
+    ex.who = device->device_id;
+  }
+  const auto started = std::chrono::steady_clock::now();
+  if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+      ec == asio::ssl::error::stream_truncated || ec == asio::error::eof ||
+      ec == asio::error::connection_reset) {
+    // The peer is done, idle too long, or (stream_truncated) closed without close_notify,
+    // which is harmless here: HTTP framing tells us whether a message was complete.
+    if (ec == beast::error::timeout && buffer.size() > 0) {
+      spdlog::info("header_timeout listener={} peer={} who={} received={}", listener_name(l), peer,
+                   ex.who, buffer.size());
+    }
+    co_return false;
+  }
+  if (ec) {
+    ex.keep_alive = false;
+    // Built outside the co_await: GCC 12 destroys a temporary from a conditional
+    // expression inside a co_await operand twice.
+    ApiResponse refusal = ec == http::error::header_limit
+                              ? api_error(431, "headers_too_large", "request head over 8 KiB")
+                              : api_error(400, "bad_request", "malformed HTTP request");
+    (void)co_await write_api(stream, l, ex, std::move(refusal));
+    ctx.metrics.request(listener_name(l), "invalid", ex.status);
+    spdlog::info("request listener={} peer={} who={} status={} error={}", listener_name(l), peer,
+                 ex.who, ex.status, log_value(ec.message()));
+    co_return false;
+  }
+  const auto& req = head.get();
+  ex.method = std::string(req.method_string());
+  ex.head = req.method() == http::verb::head;
+  ex.keep_alive = req.keep_alive();
+  ex.unread_body = head.chunked() || head.content_length().value_or(0) > 0;
+
+  std::vector<std::string> segments;
+  std::map<std::string, std::string> query;
+  auto url = boost::urls::parse_origin_form(req.target());
+  bool valid_target = url.has_value();
+  if (valid_target) {
+    for (auto seg : url->segments()) {
+      // A decoded segment holding '/' or a dot segment could reach somewhere unintended.
+      if (seg.empty() || seg == "." || seg == ".." || seg.find('/') != std::string::npos) {
+        valid_target = false;
+        break;
+      }
+      segments.push_back(seg);
+    }
+    for (auto p : url->params()) {
+      query[p.key] = p.value;
+    }
+  }
+  error_code wec;
+  if (!valid_target) {
+    ex.keep_alive = false;
+    wec = co_await write_api(stream, l, ex, api_error(400, "bad_request", "invalid target"));
+  } else if (l == Listener::device) {
+    wec = co_await route_device(stream, buffer, head, ctx, ex, *device, segments);
+  } else {
+    wec = co_await route_admin(stream, buffer, head, ctx, ex, segments, query);
+  }
+  const auto ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  ctx.metrics.request(listener_name(l), ex.route, ex.status);
+  spdlog::info("request listener={} peer={} who={} method={} route={} status={} bytes={} ms={:.1f}",
+               listener_name(l), peer, ex.who, ex.method, ex.route, ex.status, ex.bytes, ms);
+  if (!wec && ex.unread_body) {
+    // Answered without reading the body (401, 413, ...): closing now would reset the
+    // connection under a client still sending, and the reset can destroy the answer before
+    // the client reads it. Read and discard a bounded amount first (a "lingering close").
+    std::vector<char> sink(kIoChunkBytes);
+    std::size_t discarded = 0;
+    expire_after(stream, kLingerTimeout);
+    while (discarded < kLingerBytes) {
+      auto [ec, n] = co_await stream.async_read_some(asio::buffer(sink), kNoThrow);
+      if (ec) {
+        break;
+      }
+      discarded += n;
+    }
+  }
+  co_return !wec && ex.keep_alive && !ex.unread_body;
+}
+
+/// Serves requests on an established stream until the peer is done, a request ends the
+/// connection, the server drains or, on a stream that can wait for readability (the TLS
+/// stream), the connection falls idle. `device` is the authenticated device on the device
+/// listener (nullopt on the admin listener). `first` is true until the connection's first
+/// request has been read: its head must arrive within the header timeout.
+///
+/// Returns true when the connection is idle: nothing of a next request has arrived and nothing
+/// is buffered. The caller then waits for readability itself (within the header timeout while
+/// `first`, else the idle timeout), holding nothing of this coroutine, and calls again with
+/// `readable` true. Returns false when the connection is done.
+///
+/// A stream that cannot wait for readability (the fuzz target's) is served in one call, and
+/// `idle` is true exactly while nothing of a next request has arrived: the server's shutdown
+/// cancels only such a wait.
+template <class Stream>
+asio::awaitable<bool> serve_requests(Stream& stream, Listener l, ServerContext& ctx,
                                      const std::optional<certs::DeviceIdentity>& device,
-                                     const std::string& peer, bool& idle) {
+                                     const std::string& peer, bool& idle, bool& first,
+                                     bool readable) {
   beast::flat_buffer buffer;
-  bool first = true;
   while (!ctx.draining) {
-    http::request_parser<http::empty_body> head;
-    head.header_limit(kMaxHeaderBytes);
-    head.body_limit(boost::none);  // each route sets its own limit when it reads the body
     // The first request's head must arrive within the header timeout. Between requests, the
     // idle timeout bounds the wait for the next one's first byte, and from then on the header
     // timeout the whole head, however slowly it trickles in.
     expire_after(stream, first ? ctx.options.header_timeout : ctx.options.idle_timeout);
     error_code ec;
     if (buffer.size() == 0) {
-      idle = true;  // nothing of the next request has arrived yet
       if constexpr (requires { stream.async_wait_readable(kNoThrow); }) {
-        // Nothing held while the peer stays quiet: neither the stream's buffers nor ours.
-        buffer.shrink_to_fit();
-        std::tie(ec) = co_await stream.async_wait_readable(kNoThrow);
+        if (!readable) {
+          co_return true;
+        }
+        readable = false;
       }
-      if (!ec) {
-        std::size_t n = 0;
-        std::tie(ec, n) =
-            co_await stream.async_read_some(buffer.prepare(kFirstReadBytes), kNoThrow);
-        buffer.commit(n);
-      }
+      idle = true;  // nothing of the next request has arrived yet
+      std::size_t n = 0;
+      std::tie(ec, n) = co_await stream.async_read_some(buffer.prepare(kFirstReadBytes), kNoThrow);
+      buffer.commit(n);
       idle = false;
     }
-    if (!ec) {
-      if (!first) {
-        expire_after(stream, ctx.options.header_timeout);
-      }
-      std::tie(ec, std::ignore) = co_await http::async_read_header(stream, buffer, head, kNoThrow);
-    }
+    // Named, not a temporary in the co_await operand: GCC 12 mishandles those.
+    auto request = serve_request(stream, buffer, ec, first, l, ctx, device, peer);
     first = false;
-    if (ec == asio::error::operation_aborted && ctx.draining) {
-      break;
-    }
-    Exchange ex;
-    if (device) {
-      ex.who = device->device_id;
-    }
-    const auto started = std::chrono::steady_clock::now();
-    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
-        ec == asio::ssl::error::stream_truncated || ec == asio::error::eof ||
-        ec == asio::error::connection_reset) {
-      // The peer is done, idle too long, or (stream_truncated) closed without close_notify,
-      // which is harmless here: HTTP framing tells us whether a message was complete.
-      if (ec == beast::error::timeout && buffer.size() > 0) {
-        spdlog::info("header_timeout listener={} peer={} who={} received={}", listener_name(l),
-                     peer, ex.who, buffer.size());
-      }
-      break;
-    }
-    if (ec) {
-      ex.keep_alive = false;
-      // Built outside the co_await: GCC 12 destroys a temporary from a conditional
-      // expression inside a co_await operand twice.
-      ApiResponse refusal = ec == http::error::header_limit
-                                ? api_error(431, "headers_too_large", "request head over 8 KiB")
-                                : api_error(400, "bad_request", "malformed HTTP request");
-      (void)co_await write_api(stream, l, ex, std::move(refusal));
-      ctx.metrics.request(listener_name(l), "invalid", ex.status);
-      spdlog::info("request listener={} peer={} who={} status={} error={}", listener_name(l), peer,
-                   ex.who, ex.status, log_value(ec.message()));
-      break;
-    }
-    const auto& req = head.get();
-    ex.method = std::string(req.method_string());
-    ex.head = req.method() == http::verb::head;
-    ex.keep_alive = req.keep_alive();
-    ex.unread_body = head.chunked() || head.content_length().value_or(0) > 0;
-
-    std::vector<std::string> segments;
-    std::map<std::string, std::string> query;
-    auto url = boost::urls::parse_origin_form(req.target());
-    bool valid_target = url.has_value();
-    if (valid_target) {
-      for (auto seg : url->segments()) {
-        // A decoded segment holding '/' or a dot segment could reach somewhere unintended.
-        if (seg.empty() || seg == "." || seg == ".." || seg.find('/') != std::string::npos) {
-          valid_target = false;
-          break;
-        }
-        segments.push_back(seg);
-      }
-      for (auto p : url->params()) {
-        query[p.key] = p.value;
-      }
-    }
-    error_code wec;
-    if (!valid_target) {
-      ex.keep_alive = false;
-      wec = co_await write_api(stream, l, ex, api_error(400, "bad_request", "invalid target"));
-    } else if (l == Listener::device) {
-      wec = co_await route_device(stream, buffer, head, ctx, ex, *device, segments);
-    } else {
-      wec = co_await route_admin(stream, buffer, head, ctx, ex, segments, query);
-    }
-    const auto ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
-            .count();
-    ctx.metrics.request(listener_name(l), ex.route, ex.status);
-    spdlog::info(
-        "request listener={} peer={} who={} method={} route={} status={} bytes={} ms={:.1f}",
-        listener_name(l), peer, ex.who, ex.method, ex.route, ex.status, ex.bytes, ms);
-    if (!wec && ex.unread_body) {
-      // Answered without reading the body (401, 413, ...): closing now would reset the
-      // connection under a client still sending, and the reset can destroy the answer before
-      // the client reads it. Read and discard a bounded amount first (a "lingering close").
-      std::vector<char> sink(kIoChunkBytes);
-      std::size_t discarded = 0;
-      expire_after(stream, kLingerTimeout);
-      while (discarded < kLingerBytes) {
-        auto [ec, n] = co_await stream.async_read_some(asio::buffer(sink), kNoThrow);
-        if (ec) {
-          break;
-        }
-        discarded += n;
-      }
-    }
-    if (wec || !ex.keep_alive || ex.unread_body) {
+    if (!co_await std::move(request)) {
       break;
     }
   }
+  co_return false;
 }
 
 }  // namespace fwdepot::server::requests

@@ -46,64 +46,130 @@ std::optional<certs::DeviceIdentity> peer_identity(Stream& stream) {
   return device_identity(openssl::X509Ptr(SSL_get1_peer_certificate(stream.native_handle())));
 }
 
-asio::awaitable<void> run_session(tcp::socket socket, Listener l, ServerContext& ctx) {
-  ctx.metrics.connection_opened();
-  struct Closer {
-    ServerContext& ctx;
-    ~Closer() { ctx.metrics.connection_closed(); }
-  } closer{ctx};
-  error_code ignored;
-  const auto remote = socket.remote_endpoint(ignored);
-  const std::string peer = remote.address().to_string() + ":" + std::to_string(remote.port());
-
-  // The SSL holds its own reference to the context: a CRL reload leaves it in force here.
-  std::shared_ptr<ssl::context> tls = l == Listener::device ? ctx.tls.device() : ctx.tls.admin();
-  auto created = Stream::create(std::move(socket), tls->native_handle());
-  if (!created) {
-    spdlog::error("tls_unavailable listener={} peer={} error={}", listener_name(l), peer,
-                  log_value(created.error().message()));
-    co_return;
+// One connection from its accept to its close. Between requests no coroutine holds it: it
+// waits for readability in park(), as little as a TLS connection can be, and a new coroutine
+// serves it when its next request arrives. Whoever holds it last closes it.
+struct Connection {
+  Connection(ServerContext& c, Listener listener, std::string remote,
+             std::unique_ptr<Stream> tls_stream)
+      : ctx(c),
+        l(listener),
+        count(listener == Listener::device ? c.device_connections : c.admin_connections),
+        peer(std::move(remote)),
+        stream(std::move(tls_stream)) {
+    ++count;
+    ++ctx.sessions;
+    ctx.metrics.connection_opened();
+    // Shutdown cancels the wait for a next request, never a request in progress.
+    handle->strand = stream->get_executor();
+    handle->cancel_if_idle = [this] {
+      if (idle) {
+        stream->cancel();
+      }
+    };
+    ctx.register_session(handle);
   }
-  Stream& stream = **created;
+  ~Connection() {
+    handle->cancel_if_idle = nullptr;
+    ctx.unregister_session(handle);
+    stream.reset();  // closes the socket
+    ctx.metrics.connection_closed();
+    --count;
+    if (--ctx.sessions == 0 && ctx.draining && ctx.on_drained) {
+      ctx.on_drained();
+    }
+  }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
 
-  // Shutdown cancels the wait for a next request, never a request in progress.
-  bool idle = false;
-  auto handle = std::make_shared<SessionHandle>();
-  handle->strand = stream.get_executor();
-  handle->cancel_if_idle = [&idle, &stream] {
-    if (idle) {
-      stream.cancel();
+  ServerContext& ctx;
+  const Listener l;
+  std::atomic<std::size_t>& count;  // the listener's open connections
+  const std::string peer;
+  std::unique_ptr<Stream> stream;
+  std::optional<certs::DeviceIdentity> device;  // on the device listener, after the handshake
+  std::shared_ptr<SessionHandle> handle = std::make_shared<SessionHandle>();
+  bool idle = false;  // waiting for a next request, nothing of it arrived
+  bool first = true;  // no request read yet
+};
+
+// Sessions report failures as values; an exception here is a bug, and it must not take the
+// server down with it.
+void log_session_exception(const std::exception_ptr& e) {
+  if (e) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      spdlog::error("session_exception error={}", log_value(ex.what()));
     }
-  };
-  struct Registration {
-    ServerContext& ctx;
-    std::shared_ptr<SessionHandle> handle;
-    ~Registration() {
-      handle->cancel_if_idle = nullptr;
-      ctx.unregister_session(handle);
+  }
+}
+
+// Sends close_notify and waits a bounded time for the peer's, then closes.
+void close_connection(std::unique_ptr<Connection> conn) {
+  Stream& stream = *conn->stream;
+  stream.expires_after(kShutdownTimeout);
+  stream.async_shutdown([conn = std::move(conn)](const error_code&) {});
+}
+
+asio::awaitable<void> serve(std::unique_ptr<Connection> conn, bool readable);
+
+// Waits for the connection's next request: the first within the header timeout, later ones
+// within the idle timeout.
+void park(std::unique_ptr<Connection> conn) {
+  Connection& c = *conn;
+  if (c.ctx.draining) {
+    close_connection(std::move(conn));
+    return;
+  }
+  c.idle = true;
+  c.stream->expires_after(c.first ? c.ctx.options.header_timeout : c.ctx.options.idle_timeout);
+  c.stream->async_wait_readable([conn = std::move(conn)](const error_code& ec) mutable {
+    conn->idle = false;
+    if (ec) {
+      // Idle too long, or the server drains: the connection ends as a request-less one does.
+      close_connection(std::move(conn));
+      return;
     }
-  } registration{ctx, handle};
-  ctx.register_session(handle);
-  stream.expires_after(ctx.options.handshake_timeout);
+    auto executor = conn->stream->get_executor();
+    asio::co_spawn(executor, serve(std::move(conn), true), log_session_exception);
+  });
+}
+
+// Serves requests until the connection ends or falls idle.
+asio::awaitable<void> serve(std::unique_ptr<Connection> conn, bool readable) {
+  Connection& c = *conn;
+  auto requests =
+      serve_requests(*c.stream, c.l, c.ctx, c.device, c.peer, c.idle, c.first, readable);
+  if (co_await std::move(requests)) {
+    park(std::move(conn));
+  } else {
+    close_connection(std::move(conn));
+  }
+}
+
+asio::awaitable<void> run_session(std::unique_ptr<Connection> conn) {
+  Connection& c = *conn;
+  Stream& stream = *c.stream;
+  stream.expires_after(c.ctx.options.handshake_timeout);
   if (auto [ec] = co_await stream.async_handshake(kNoThrow); ec) {
     const std::string reason = handshake_reason(ec, stream);
-    ctx.metrics.handshake_failure(listener_name(l), reason);
-    spdlog::info("tls_refused listener={} peer={} reason={}", listener_name(l), peer,
+    c.ctx.metrics.handshake_failure(listener_name(c.l), reason);
+    spdlog::info("tls_refused listener={} peer={} reason={}", listener_name(c.l), c.peer,
                  log_value(reason));
     co_return;
   }
-  std::optional<certs::DeviceIdentity> device;
-  if (l == Listener::device) {
-    device = peer_identity(stream);
-    if (!device) {
-      ctx.metrics.handshake_failure(listener_name(l), "certificate CN is not a device id");
-      spdlog::info("tls_refused listener=device peer={} reason=\"CN is not a device id\"", peer);
+  if (c.l == Listener::device) {
+    c.device = peer_identity(stream);
+    if (!c.device) {
+      c.ctx.metrics.handshake_failure(listener_name(c.l), "certificate CN is not a device id");
+      spdlog::info("tls_refused listener=device peer={} reason=\"CN is not a device id\"", c.peer);
       co_return;
     }
   }
-  co_await serve_requests(stream, l, ctx, device, peer, idle);
-  stream.expires_after(kShutdownTimeout);
-  (void)co_await stream.async_shutdown(kNoThrow);
+  // The first request follows the handshake at once: read it here rather than park.
+  auto requests = serve(std::move(conn), true);
+  co_await std::move(requests);
 }
 
 }  // namespace
@@ -149,25 +215,19 @@ asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, Listener l, ServerCon
     // Without Nagle's algorithm: a response written after the session tickets (or in more than
     // one write) would otherwise wait for the peer's delayed ACK, 40 ms on Linux.
     socket.set_option(tcp::no_delay(true), ec);
-    ++connections;
-    ++ctx.sessions;
+    const auto remote = socket.remote_endpoint(ec);
+    std::string peer = remote.address().to_string() + ":" + std::to_string(remote.port());
+    // The SSL holds its own reference to the context: a CRL reload leaves it in force here.
+    std::shared_ptr<ssl::context> tls = l == Listener::device ? ctx.tls.device() : ctx.tls.admin();
     auto executor = socket.get_executor();
-    asio::co_spawn(executor, run_session(std::move(socket), l, ctx),
-                   [&ctx, &connections](std::exception_ptr e) {
-                     --connections;
-                     if (--ctx.sessions == 0 && ctx.draining && ctx.on_drained) {
-                       ctx.on_drained();
-                     }
-                     if (e) {
-                       // Sessions report failures as values; an exception here is a bug, and
-                       // it must not take the server down with it.
-                       try {
-                         std::rethrow_exception(e);
-                       } catch (const std::exception& ex) {
-                         spdlog::error("session_exception error={}", log_value(ex.what()));
-                       }
-                     }
-                   });
+    auto stream = Stream::create(std::move(socket), tls->native_handle());
+    if (!stream) {
+      spdlog::error("tls_unavailable listener={} peer={} error={}", listener_name(l), peer,
+                    log_value(stream.error().message()));
+      continue;
+    }
+    auto conn = std::make_unique<Connection>(ctx, l, std::move(peer), std::move(*stream));
+    asio::co_spawn(executor, run_session(std::move(conn)), log_session_exception);
   }
 }
 
