@@ -262,6 +262,7 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options) {
   impl->ctx = std::make_unique<ServerContext>(o, *impl->tls, *impl->backend, *impl->devices,
                                               *impl->admin, impl->metrics);
   impl->ctx->checkins = impl->checkins.get();
+  impl->ctx->one_thread = thread_count(o) == 1;
   if (!o.ddi_tenant.empty()) {
     impl->ddi = std::make_unique<DdiService>(*impl->backend, impl->metrics,
                                              DdiOptions{o.ddi_tenant, o.ddi_polling_sleep});

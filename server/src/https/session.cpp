@@ -198,8 +198,14 @@ void ServerContext::wake_idle_sessions() {
 asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, Listener l, ServerContext& ctx) {
   auto& connections = l == Listener::device ? ctx.device_connections : ctx.admin_connections;
   while (true) {
-    auto [ec, socket] =
-        co_await acceptor.async_accept(asio::make_strand(acceptor.get_executor()), kNoThrow);
+    // One strand per connection, so that its handlers never run at once on several threads.
+    // With one thread they cannot anyway, and the io_context's own executor is cheaper to
+    // carry: a strand does not fit in any_io_executor's small buffer, so every operation's
+    // work tracking would allocate a copy of it.
+    const asio::any_io_executor executor =
+        ctx.one_thread ? acceptor.get_executor()
+                       : asio::any_io_executor(asio::make_strand(acceptor.get_executor()));
+    auto [ec, socket] = co_await acceptor.async_accept(executor, kNoThrow);
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) {
       co_return;
     }
@@ -219,7 +225,6 @@ asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, Listener l, ServerCon
     std::string peer = remote.address().to_string() + ":" + std::to_string(remote.port());
     // The SSL holds its own reference to the context: a CRL reload leaves it in force here.
     std::shared_ptr<ssl::context> tls = l == Listener::device ? ctx.tls.device() : ctx.tls.admin();
-    auto executor = socket.get_executor();
     auto stream = Stream::create(std::move(socket), tls->native_handle());
     if (!stream) {
       spdlog::error("tls_unavailable listener={} peer={} error={}", listener_name(l), peer,

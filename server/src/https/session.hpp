@@ -49,6 +49,7 @@ struct ServerContext {
   std::uint16_t coaps_port = 0;          // set before serving; 0: no CoAPS URLs in offers
   DdiService* ddi = nullptr;             // set before serving; nullptr: DDI not served
   CheckinWriter* checkins = nullptr;     // set before serving; nullptr: written in the request
+  bool one_thread = false;               // set before serving: one thread runs the io_context
   std::function<void()> on_drained;      // called when draining and the last session ends
 
   /// Sessions register while they live, so that shutdown can end the idle ones at once.

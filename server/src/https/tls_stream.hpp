@@ -9,6 +9,7 @@
 #include <openssl/ssl.h>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/compose.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -89,17 +90,14 @@ class TlsStream {
 
   /// Completes when a read would find something: bytes OpenSSL holds already, or bytes (or
   /// the end) on the socket. A connection waiting here holds no TLS buffer, where a pending
-  /// read would hold OpenSSL's record buffer for as long as the peer stays quiet.
+  /// read would hold OpenSSL's record buffer for as long as the peer stays quiet. It is also
+  /// the lightest wait there is (no composed operation, no work counted on the handler's
+  /// executor while waiting): meant for connections parked between requests, where the
+  /// handler's executor is the stream's.
   template <class Token>
   auto async_wait_readable(Token&& token) {
-    return compose<void(error_code)>(std::forward<Token>(token),
-                                     [waited = false](TlsStream& s) mutable {
-                                       if (waited || SSL_has_pending(s.ssl_.get()) == 1) {
-                                         return Step{};
-                                       }
-                                       waited = true;
-                                       return Step{Want::read, {}, 0};
-                                     });
+    return boost::asio::async_initiate<Token, void(error_code)>(
+        [this](auto handler) { start_wait_readable(std::move(handler)); }, token);
   }
 
   /// Sends close_notify and waits (within the deadline) for the peer's.
@@ -134,6 +132,24 @@ class TlsStream {
   void arm_timer();
   // The error a wait for the socket completed with, as the operation reports it.
   [[nodiscard]] error_code wait_result(const error_code& ec) const;
+
+  template <class Handler>
+  void start_wait_readable(Handler handler) {
+    auto complete = [](Handler h, error_code ec, const executor_type& fallback) {
+      auto ex = boost::asio::get_associated_executor(h, fallback);
+      boost::asio::dispatch(ex, [h = std::move(h), ec]() mutable { std::move(h)(ec); });
+    };
+    if (SSL_has_pending(ssl_.get()) == 1) {
+      auto ex = boost::asio::get_associated_executor(handler, socket_.get_executor());
+      boost::asio::post(ex, [h = std::move(handler)]() mutable { std::move(h)(error_code{}); });
+      return;
+    }
+    arm_timer();
+    socket_.async_wait(boost::asio::socket_base::wait_read,
+                       [this, complete, h = std::move(handler)](const error_code& ec) mutable {
+                         complete(std::move(h), ec ? wait_result(ec) : ec, socket_.get_executor());
+                       });
+  }
 
   template <class Buffers>
   static boost::asio::mutable_buffer first_nonempty(const Buffers& buffers) {
