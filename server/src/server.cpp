@@ -112,6 +112,7 @@ struct Server::Impl {
   std::unique_ptr<CoapsListener> coaps;
   std::optional<asio::signal_set> signals;
   std::optional<asio::steady_timer> grace_timer;
+  unsigned threads = 1;        // serving the io_context, fixed at creation
   bool shutting_down = false;  // touched only on the io_context's threads, under `strand`
   std::optional<asio::strand<asio::io_context::executor_type>> strand;
 
@@ -121,10 +122,15 @@ struct Server::Impl {
     device_acceptor.reset();
     admin_acceptor.reset();
     coaps.reset();
-    strand.reset();
     // Its last callbacks post to the io_context, which must still be there to take them.
     checkins.reset();
+    // Destroying the io_context destroys the connections the grace period cut short; the
+    // last of them must not report the drain to a server that is going away.
+    if (ctx) {
+      ctx->on_drained = nullptr;
+    }
     io.reset();
+    strand.reset();
   }
 
   void wait_for_signal() {
@@ -262,7 +268,8 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options) {
   impl->ctx = std::make_unique<ServerContext>(o, *impl->tls, *impl->backend, *impl->devices,
                                               *impl->admin, impl->metrics);
   impl->ctx->checkins = impl->checkins.get();
-  impl->ctx->one_thread = thread_count(o) == 1;
+  impl->threads = thread_count(o);
+  impl->ctx->one_thread = impl->threads == 1;
   if (!o.ddi_tenant.empty()) {
     impl->ddi = std::make_unique<DdiService>(*impl->backend, impl->metrics,
                                              DdiOptions{o.ddi_tenant, o.ddi_polling_sleep});
@@ -322,7 +329,7 @@ void Server::run() {
   asio::co_spawn(*s.io, accept_loop(*s.admin_acceptor, Listener::admin, *s.ctx), asio::detached);
   s.wait_for_signal();
 
-  const unsigned n = thread_count(s.options);
+  const unsigned n = s.threads;
   std::vector<std::thread> threads;
   threads.reserve(n - 1);
   for (unsigned i = 1; i < n; ++i) {

@@ -63,6 +63,16 @@ asio::awaitable<error_code> read_eof_then_shutdown(TlsStream& server) {
   co_return shutdown_ec;
 }
 
+// Read-ahead takes the peer's close_notify off the socket with the byte before it: a shutdown
+// that then only waited for the socket would wait until its deadline.
+asio::awaitable<error_code> read_byte_then_shutdown(TlsStream& server) {
+  std::array<char, 1> buf{};
+  co_await asio::async_read(server, asio::buffer(buf), asio::use_awaitable);
+  server.expires_after(3s);
+  auto [ec] = co_await server.async_shutdown(kNoThrow);
+  co_return ec;
+}
+
 class TlsStreamTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -109,13 +119,19 @@ class TlsStreamTest : public ::testing::Test {
   };
 
   // A client and the server's stream connected over loopback, the handshake done.
-  asio::awaitable<Pair> connect() {
+  asio::awaitable<Pair> connect(bool small_buffers = false) {
     tcp::acceptor acceptor(io_, {asio::ip::make_address("127.0.0.1"), 0});
     auto client = std::make_unique<Client>(io_, client_ctx_);
     auto accepted = acceptor.async_accept(asio::use_awaitable);
     auto connected =
         client->next_layer().async_connect(acceptor.local_endpoint(), asio::use_awaitable);
     tcp::socket socket = co_await (std::move(accepted) && std::move(connected));
+    if (small_buffers) {
+      // A few KiB in flight at most: a write of megabytes must wait for the socket many times.
+      // (The client's receive buffer stays as it is: shrunk below loopback's MSS, it would
+      // leave the transfer to TCP's zero-window probes.)
+      socket.set_option(asio::socket_base::send_buffer_size(4096));
+    }
     auto server = TlsStream::create(std::move(socket), tls_->device()->native_handle()).value();
     auto server_side = server->async_handshake(asio::use_awaitable);
     auto client_side = client->async_handshake(ssl::stream_base::client, asio::use_awaitable);
@@ -131,7 +147,7 @@ class TlsStreamTest : public ::testing::Test {
 
 TEST_F(TlsStreamTest, GatheredAndLargeWritesArriveWholeBothWays) {
   run([&]() -> asio::awaitable<void> {
-    auto [server, client] = co_await connect();
+    auto [server, client] = co_await connect(true);
     // A small head and a large body, as Beast writes a response: gathered into a first record,
     // then written straight from the body.
     const std::string head(300, 'h');
@@ -202,9 +218,9 @@ TEST_F(TlsStreamTest, WaitReadableSeesBytesOpenSslHoldsAndBytesOnTheSocket) {
 TEST_F(TlsStreamTest, ADeadlineEndsAWaitWithTimeout) {
   run([&]() -> asio::awaitable<void> {
     auto [server, client] = co_await connect();
+    const auto started = std::chrono::steady_clock::now();
     server->expires_after(50ms);
     std::array<char, 16> buf{};
-    const auto started = std::chrono::steady_clock::now();
     auto [ec, n] = co_await server->async_read_some(asio::buffer(buf), kNoThrow);
     EXPECT_EQ(ec, boost::beast::error::timeout) << ec.message();
     EXPECT_GE(std::chrono::steady_clock::now() - started, 50ms);
@@ -227,10 +243,12 @@ TEST_F(TlsStreamTest, AnEarlierDeadlineAppliesToAWaitInProgress) {
 TEST_F(TlsStreamTest, ALaterDeadlineReplacesAnEarlierOne) {
   run([&]() -> asio::awaitable<void> {
     auto [server, client] = co_await connect();
-    server->expires_after(30ms);
-    server->expires_after(30s);
+    server->expires_after(50ms);
     std::array<char, 16> buf{};
     auto read = server->async_read_some(asio::buffer(buf), kNoThrow);
+    // Moved on while the read waits, with the timer armed for the first deadline: when it
+    // fires, it must wait for the new one rather than end the read.
+    asio::post(io_, [&] { server->expires_after(30s); });
     // The client writes well after the first deadline would have passed.
     asio::steady_timer later(io_, 150ms);
     later.async_wait([&](error_code) {
@@ -272,6 +290,19 @@ TEST_F(TlsStreamTest, CloseNotifyIsTheEndOfTheStreamAndShutdownAnswersIt) {
     server->expires_after(10s);
     auto [client_ec, server_ec] =
         co_await (client_shutdown(*client) && read_eof_then_shutdown(*server));
+    EXPECT_FALSE(client_ec) << client_ec.message();
+    EXPECT_FALSE(server_ec) << server_ec.message();
+  });
+}
+
+TEST_F(TlsStreamTest, ShutdownFindsAPeersCloseNotifyAlreadyRead) {
+  run([&]() -> asio::awaitable<void> {
+    auto [server, client] = co_await connect();
+    co_await asio::async_write(*client, asio::buffer(std::string("x")), asio::use_awaitable);
+    // The client's close_notify goes out as its shutdown starts, right behind its byte; the
+    // client then waits for the server's and keeps its socket open.
+    auto [client_ec, server_ec] =
+        co_await (client_shutdown(*client) && read_byte_then_shutdown(*server));
     EXPECT_FALSE(client_ec) << client_ec.message();
     EXPECT_FALSE(server_ec) << server_ec.message();
   });

@@ -851,9 +851,10 @@ asio::awaitable<bool> serve_requests(Stream& stream, Listener l, ServerContext& 
   beast::flat_buffer buffer;
   while (!ctx.draining) {
     // The first request's head must arrive within the header timeout. Between requests, the
-    // idle timeout bounds the wait for the next one's first byte, and from then on the header
-    // timeout the whole head, however slowly it trickles in.
-    expire_after(stream, first ? ctx.options.header_timeout : ctx.options.idle_timeout);
+    // idle timeout bounds the wait for the next one's first byte (the caller's wait, when it
+    // parked the connection), and from then on the header timeout the whole head, however
+    // slowly it trickles in.
+    expire_after(stream, first || readable ? ctx.options.header_timeout : ctx.options.idle_timeout);
     error_code ec;
     if (buffer.size() == 0) {
       if constexpr (requires { stream.async_wait_readable(kNoThrow); }) {

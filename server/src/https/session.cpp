@@ -114,8 +114,7 @@ void close_connection(std::unique_ptr<Connection> conn) {
 
 asio::awaitable<void> serve(std::unique_ptr<Connection> conn, bool readable);
 
-// Waits for the connection's next request: the first within the header timeout, later ones
-// within the idle timeout.
+// Waits, within the idle timeout, for the connection's next request.
 void park(std::unique_ptr<Connection> conn) {
   Connection& c = *conn;
   if (c.ctx.draining) {
@@ -123,7 +122,7 @@ void park(std::unique_ptr<Connection> conn) {
     return;
   }
   c.idle = true;
-  c.stream->expires_after(c.first ? c.ctx.options.header_timeout : c.ctx.options.idle_timeout);
+  c.stream->expires_after(c.ctx.options.idle_timeout);
   c.stream->async_wait_readable([conn = std::move(conn)](const error_code& ec) mutable {
     conn->idle = false;
     if (ec) {

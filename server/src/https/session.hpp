@@ -24,7 +24,8 @@ namespace fwdepot::server {
 enum class Listener { device, admin };
 
 /// One session's handle for shutdown: lets the server cancel a read that is only waiting for
-/// a next request. Touched under the registry mutex; the cancel runs on the session's strand.
+/// a next request. Touched under the registry mutex; the cancel runs on the session's executor
+/// (a strand of its own, or the io_context's when one thread serves it).
 struct SessionHandle {
   boost::asio::any_io_executor strand;
   std::function<void()> cancel_if_idle;  // runs on `strand`
@@ -63,7 +64,8 @@ struct ServerContext {
   std::set<std::shared_ptr<SessionHandle>> registry_;
 };
 
-/// Accepts until the acceptor is closed, spawning one session per connection on its own strand.
+/// Accepts until the acceptor is closed, spawning one session per connection on its own strand
+/// (with one serving thread, on the io_context's executor: nothing runs at once there).
 boost::asio::awaitable<void> accept_loop(boost::asio::ip::tcp::acceptor& acceptor,
                                          Listener listener, ServerContext& ctx);
 

@@ -58,8 +58,7 @@ long socket_ctrl(BIO* bio, int cmd, long /*num*/, void* /*ptr*/) {
 
 const BIO_METHOD* socket_method() {
   static const BIO_METHOD* const method = [] {
-    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR,
-                                 "fwdepot socket");
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "fwdepot socket");
     if (m != nullptr) {
       BIO_meth_set_write(m, socket_write);
       BIO_meth_set_read(m, socket_read);
@@ -150,7 +149,14 @@ TlsStream::Step TlsStream::handshake_step() {
 TlsStream::Step TlsStream::shutdown_step() {
   ERR_clear_error();
   errno = 0;
-  const int ret = SSL_shutdown(ssl_.get());
+  int ret = SSL_shutdown(ssl_.get());
+  if (ret == 0) {
+    // Ours is out. The peer's may be in OpenSSL's read-ahead already, where no wait for the
+    // socket would see it: look before waiting.
+    ERR_clear_error();
+    errno = 0;
+    ret = SSL_shutdown(ssl_.get());
+  }
   if (ret == 1) {
     return {};
   }
@@ -181,7 +187,8 @@ TlsStream::Step TlsStream::failed(int ret) {
     default: {
       const unsigned long e = ERR_get_error();
       ERR_clear_error();
-      if (ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+      if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
+          ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
         // The peer closed without close_notify. HTTP's framing says whether what came before
         // was whole, so the request path treats it as the end of the connection.
         return {Want::nothing, asio::ssl::error::stream_truncated, 0};

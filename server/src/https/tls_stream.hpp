@@ -37,7 +37,9 @@ namespace fwdepot::server {
 ///
 /// Operations complete through their handler's associated executor, never inside the
 /// initiating call. One read and one write may be outstanding at a time, as with any Asio
-/// stream; the handshake and the shutdown take both directions.
+/// stream; the handshake and the shutdown take both directions. Unlike a socket, the stream
+/// must outlive its pending operations (they finish on it): whoever owns the stream owns their
+/// handlers, as the server's connections do.
 class TlsStream {
  public:
   using error_code = boost::system::error_code;
