@@ -122,15 +122,16 @@ struct Server::Impl {
     device_acceptor.reset();
     admin_acceptor.reset();
     coaps.reset();
-    // Its last callbacks post to the io_context, which must still be there to take them.
-    checkins.reset();
     // Destroying the io_context destroys the connections the grace period cut short; the
-    // last of them must not report the drain to a server that is going away.
+    // last of them must not report the drain (a post to `strand`) to a server going away.
     if (ctx) {
       ctx->on_drained = nullptr;
     }
-    io.reset();
+    // The strand's state lives in a service of the io_context: it goes first.
     strand.reset();
+    // Its last callbacks post to the io_context, which must still be there to take them.
+    checkins.reset();
+    io.reset();
   }
 
   void wait_for_signal() {
