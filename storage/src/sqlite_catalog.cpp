@@ -429,7 +429,7 @@ class SqliteCatalog::Impl {
   struct Offers {
     std::int64_t rev = -1;  // -1: not loaded, or changed by this connection
     std::chrono::steady_clock::time_point checked;
-    std::vector<Offer> offers;  // deployments without their target lists
+    std::vector<std::shared_ptr<const Offer>> offers;  // deployments without their targets
     std::map<std::string, std::size_t, std::less<>> by_device;
     std::map<std::string, std::size_t, std::less<>> by_model;
   };
@@ -1435,7 +1435,7 @@ result<void> load_offers(SqliteCatalog& catalog, SqliteCatalog::Impl& impl) {
     }
     d.devices.clear();
     d.models.clear();
-    loaded.offers.push_back(Offer{std::move(d), std::move(*image)});
+    loaded.offers.push_back(std::make_shared<const Offer>(Offer{std::move(d), std::move(*image)}));
   }
   impl.offers = std::move(loaded);
   return {};
@@ -1443,8 +1443,8 @@ result<void> load_offers(SqliteCatalog& catalog, SqliteCatalog::Impl& impl) {
 
 }  // namespace
 
-result<std::optional<Offer>> SqliteCatalog::find_offer(std::string_view device_id,
-                                                       std::string_view model) {
+result<std::shared_ptr<const Offer>> SqliteCatalog::find_offer(std::string_view device_id,
+                                                               std::string_view model) {
   auto& o = impl_->offers;
   const auto now = std::chrono::steady_clock::now();
   if (o.rev < 0 || now - o.checked >= impl_->offer_recheck) {
@@ -1464,10 +1464,10 @@ result<std::optional<Offer>> SqliteCatalog::find_offer(std::string_view device_i
   if (it == o.by_device.end()) {
     it = o.by_model.find(model);
     if (it == o.by_model.end()) {
-      return std::optional<Offer>();
+      return std::shared_ptr<const Offer>();
     }
   }
-  return std::optional<Offer>(o.offers[it->second]);
+  return o.offers[it->second];
 }
 
 // --- DDI actions ------------------------------------------------------------------------------

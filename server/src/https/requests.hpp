@@ -8,6 +8,7 @@
 
 #include "fwdepot/certs/pki.hpp"
 #include "fwdepot/core/ids.hpp"
+#include "https/response_head.hpp"
 #include "https/session.hpp"
 #include "log.hpp"
 #include "service/checkin_writer.hpp"
@@ -21,11 +22,13 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/url/parse.hpp>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <chrono>
 #include <ctime>
@@ -64,8 +67,6 @@ void expire_after(Stream& stream, std::chrono::steady_clock::duration d) {
 
 inline std::int64_t unix_now() { return static_cast<std::int64_t>(std::time(nullptr)); }
 
-inline const char* listener_name(Listener l) { return l == Listener::device ? "device" : "admin"; }
-
 // What the per-request log line and the metrics need to know about one exchange.
 struct Exchange {
   std::string who = "-";  // device id or admin token name; never a secret
@@ -78,51 +79,28 @@ struct Exchange {
   bool head = false;         // a HEAD request: every answer is headers only
 };
 
-// The admin listener serves the web UI, so every answer carries the browser protections: no
-// inline or foreign scripts, no framing, no referrer leaks.
-inline constexpr const char* kContentSecurityPolicy =
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
-
-inline void add_common_headers(http::fields& f, Listener l) {
-  f.set(http::field::server, "fwdepot");
-  f.set(http::field::cache_control, "no-store");
-  f.set("X-Content-Type-Options", "nosniff");
-  if (l == Listener::admin) {
-    f.set(http::field::strict_transport_security, "max-age=31536000");
-    f.set("Content-Security-Policy", kContentSecurityPolicy);
-    f.set("X-Frame-Options", "DENY");
-    f.set("Referrer-Policy", "no-referrer");
-    f.set("Cross-Origin-Opener-Policy", "same-origin");
-  }
-}
-
 template <class Stream>
 asio::awaitable<error_code> write_response(Stream& stream, Listener l, Exchange& ex, int status,
                                            std::string body,
                                            std::string_view content_type = "application/json") {
-  http::response<http::string_body> res{static_cast<http::status>(status), 11};
-  add_common_headers(res, l);
+  ResponseHead head(status, l);
   if (!body.empty() || status != 204) {
-    res.set(http::field::content_type, content_type);
+    head.set("Content-Type", content_type);
   }
   if (status == 401) {
-    res.set(http::field::www_authenticate, "Bearer");
+    head.set("WWW-Authenticate", "Bearer");
   }
-  res.keep_alive(ex.keep_alive && !ex.unread_body);
-  res.body() = std::move(body);
-  res.prepare_payload();
+  const std::string text = head.finish(body.size(), ex.keep_alive && !ex.unread_body);
   ex.status = status;
-  expire_after(stream, std::chrono::seconds(30));
   if (ex.head) {
     // The length of the answer a GET would get, and no body (RFC 9110 section 9.3.2): a body
     // here would be read as the start of the next response.
-    http::response_serializer<http::string_body> sr{res};
-    auto [ec, n] = co_await http::async_write_header(stream, sr, kNoThrow);
-    co_return ec;
+    body.clear();
   }
-  ex.bytes = res.body().size();
-  auto [ec, n] = co_await http::async_write(stream, res, kNoThrow);
+  ex.bytes = body.size();
+  expire_after(stream, std::chrono::seconds(30));
+  const std::array<asio::const_buffer, 2> buffers{asio::buffer(text), asio::buffer(body)};
+  auto [ec, n] = co_await asio::async_write(stream, buffers, kNoThrow);
   co_return ec;
 }
 
@@ -247,42 +225,35 @@ asio::awaitable<error_code> serve_image(Stream& stream, ServerContext& ctx, Exch
       ranged = parse_range(it->value(), size, range);
     }
   }
-  http::response<http::buffer_body> res;
-  res.version(11);
-  add_common_headers(res, l);
-  res.set(http::field::etag, etag);
-  res.set(http::field::accept_ranges, "bytes");
-  res.keep_alive(ex.keep_alive && !ex.unread_body);
+  const bool keep_alive = ex.keep_alive && !ex.unread_body;
   if (ranged == RangeResult::unsatisfiable) {
-    res.result(http::status::range_not_satisfiable);
-    res.set(http::field::content_range, "bytes */" + std::to_string(size));
-    res.content_length(0);
-    res.body().data = nullptr;
-    res.body().more = false;
     ex.status = 416;
-    auto [ec, n] = co_await http::async_write(stream, res, kNoThrow);
+    const std::string text = ResponseHead(416, l)
+                                 .set("ETag", etag)
+                                 .set("Accept-Ranges", "bytes")
+                                 .set("Content-Range", "bytes */" + std::to_string(size))
+                                 .finish(0, keep_alive);
+    const asio::const_buffer buffer = asio::buffer(text);
+    auto [ec, n] = co_await asio::async_write(stream, buffer, kNoThrow);
     co_return ec;
   }
   const std::uint64_t length = size == 0 ? 0 : range.last - range.first + 1;
-  res.result(ranged == RangeResult::ok ? http::status::partial_content : http::status::ok);
-  res.set(http::field::content_type, "application/octet-stream");
+  ex.status = ranged == RangeResult::ok ? 206 : 200;
+  ResponseHead head(ex.status, l);
+  head.set("ETag", etag)
+      .set("Accept-Ranges", "bytes")
+      .set("Content-Type", "application/octet-stream");
   if (ranged == RangeResult::ok) {
-    res.set(http::field::content_range, "bytes " + std::to_string(range.first) + "-" +
-                                            std::to_string(range.last) + "/" +
-                                            std::to_string(size));
+    head.set("Content-Range", "bytes " + std::to_string(range.first) + "-" +
+                                  std::to_string(range.last) + "/" + std::to_string(size));
   }
-  res.content_length(length);
-  ex.status = static_cast<int>(res.result_int());
-  const bool head = req.method() == http::verb::head;
-  res.body().data = nullptr;
-  res.body().more = !head && length > 0;
-
-  http::response_serializer<http::buffer_body> sr{res};
+  const std::string text = head.finish(length, keep_alive);
   expire_after(stream, ctx.options.body_timeout);
-  if (auto [ec, n] = co_await http::async_write_header(stream, sr, kNoThrow); ec) {
+  const asio::const_buffer head_buffer = asio::buffer(text);
+  if (auto [ec, n] = co_await asio::async_write(stream, head_buffer, kNoThrow); ec) {
     co_return ec;
   }
-  if (head || length == 0) {
+  if (req.method() == http::verb::head || length == 0) {
     co_return error_code{};
   }
   ctx.metrics.download_started(ranged == RangeResult::ok);
@@ -299,12 +270,9 @@ asio::awaitable<error_code> serve_image(Stream& stream, ServerContext& ctx, Exch
       spdlog::error("blob_short_read image={} offset={}", image_id, offset);
       co_return make_error_code(beast::errc::io_error);
     }
-    res.body().data = chunk.data();
-    res.body().size = *got;
-    res.body().more = remaining > *got;
     expire_after(stream, ctx.options.body_timeout);
-    auto [ec, n] = co_await http::async_write(stream, sr, kNoThrow);
-    if (ec && ec != http::error::need_buffer) {
+    const asio::const_buffer bytes = asio::buffer(chunk.data(), *got);
+    if (auto [ec, n] = co_await asio::async_write(stream, bytes, kNoThrow); ec) {
       co_return ec;
     }
     offset += *got;
@@ -312,13 +280,39 @@ asio::awaitable<error_code> serve_image(Stream& stream, ServerContext& ctx, Exch
     ex.bytes += *got;
     ctx.metrics.bytes_served(*got);
   }
-  res.body().data = nullptr;
-  res.body().more = false;
-  auto [ec, n] = co_await http::async_write(stream, sr, kNoThrow);
-  co_return ec == http::error::need_buffer ? error_code{} : ec;
+  co_return error_code{};
 }
 
 // --- request bodies ---------------------------------------------------------------------------
+
+/// Feeds `parser` what `buffer` already holds and says whether that settled it: the head is
+/// parsed (the whole message, for an eager parser) or malformed (`ec`). A request that arrived
+/// whole, as a device's check-in does in one record, then needs no asynchronous read, whose
+/// completion would go through the scheduler only to find the bytes already there. False: the
+/// parser needs more, and keeps its state for the read that brings it.
+template <bool isRequest>
+bool parse_buffered(http::basic_parser<isRequest>& parser, beast::flat_buffer& buffer,
+                    error_code& ec) {
+  while (buffer.size() > 0) {
+    error_code put_ec;
+    const std::size_t n = parser.put(buffer.data(), put_ec);
+    buffer.consume(n);
+    if (put_ec == http::error::need_more) {
+      return false;
+    }
+    if (put_ec) {
+      ec = put_ec;
+      return true;
+    }
+    if (parser.is_done() || (parser.is_header_done() && !parser.eager())) {
+      return true;
+    }
+    if (n == 0) {
+      return false;
+    }
+  }
+  return parser.is_done();
+}
 
 // Reads a JSON-sized body. Without a body to hand on, the error ends the session; a body over
 // the limit has been answered with 413 by then.
@@ -336,8 +330,12 @@ asio::awaitable<std::pair<error_code, std::optional<std::string>>> read_small_bo
   ex.unread_body = false;
   http::request_parser<http::string_body> parser(std::move(head));
   parser.body_limit(kMaxJsonBodyBytes);
-  expire_after(stream, timeout);
-  auto [ec, n] = co_await http::async_read(stream, buffer, parser, kNoThrow);
+  parser.eager(true);
+  error_code ec;
+  if (!parse_buffered(parser, buffer, ec)) {
+    expire_after(stream, timeout);
+    std::tie(ec, std::ignore) = co_await http::async_read(stream, buffer, parser, kNoThrow);
+  }
   if (ec == http::error::body_limit) {
     ex.keep_alive = false;
     ApiResponse refusal = api_error(413, "too_large", "request body over 64 KiB");
@@ -365,8 +363,8 @@ asio::awaitable<error_code> handle_upload(Stream& stream, beast::flat_buffer& bu
     co_return co_await write_api(stream, l, ex, api_error(upload.error()));
   }
   if (beast::iequals(req[http::field::expect], "100-continue")) {
-    http::response<http::empty_body> cont{http::status::continue_, 11};
-    auto [ec, n] = co_await http::async_write(stream, cont, kNoThrow);
+    const asio::const_buffer cont = asio::buffer(continue_head());
+    auto [ec, n] = co_await asio::async_write(stream, cont, kNoThrow);
     if (ec) {
       co_return ec;
     }
@@ -740,7 +738,9 @@ asio::awaitable<bool> serve_request(Stream& stream, beast::flat_buffer& buffer, 
     if (!first) {
       expire_after(stream, ctx.options.header_timeout);
     }
-    std::tie(ec, std::ignore) = co_await http::async_read_header(stream, buffer, head, kNoThrow);
+    if (!parse_buffered(head, buffer, ec)) {
+      std::tie(ec, std::ignore) = co_await http::async_read_header(stream, buffer, head, kNoThrow);
+    }
   }
   if (ec == asio::error::operation_aborted && ctx.draining) {
     co_return false;
@@ -836,9 +836,9 @@ asio::awaitable<bool> serve_request(Stream& stream, beast::flat_buffer& buffer, 
 /// request has been read: its head must arrive within the header timeout.
 ///
 /// Returns true when the connection is idle: nothing of a next request has arrived and nothing
-/// is buffered. The caller then waits for readability itself (within the header timeout while
-/// `first`, else the idle timeout), holding nothing of this coroutine, and calls again with
-/// `readable` true. Returns false when the connection is done.
+/// is buffered. The caller then waits for readability itself, within the idle timeout and
+/// holding nothing of this coroutine, and calls again with `readable` true. Returns false when
+/// the connection is done.
 ///
 /// A stream that cannot wait for readability (the fuzz target's) is served in one call, and
 /// `idle` is true exactly while nothing of a next request has arrived: the server's shutdown
@@ -850,24 +850,30 @@ asio::awaitable<bool> serve_requests(Stream& stream, Listener l, ServerContext& 
                                      bool readable) {
   beast::flat_buffer buffer;
   while (!ctx.draining) {
-    // The first request's head must arrive within the header timeout. Between requests, the
-    // idle timeout bounds the wait for the next one's first byte (the caller's wait, when it
-    // parked the connection), and from then on the header timeout the whole head, however
-    // slowly it trickles in.
+    // Whatever the wait for the first byte was (the handshake's, or the caller's idle
+    // timeout), the rest of the head must arrive within the header timeout.
     expire_after(stream, first || readable ? ctx.options.header_timeout : ctx.options.idle_timeout);
     error_code ec;
     if (buffer.size() == 0) {
+      std::size_t n = 0;
+      const auto space = buffer.prepare(kFirstReadBytes);
       if constexpr (requires { stream.async_wait_readable(kNoThrow); }) {
         if (!readable) {
           co_return true;
         }
         readable = false;
+        // Readable: the bytes are usually there already, and reading them at once spares the
+        // read a round through the scheduler.
+        n = stream.try_read_some(space, ec);
+        if (ec == asio::error::would_block) {
+          std::tie(ec, n) = co_await stream.async_read_some(space, kNoThrow);
+        }
+      } else {
+        idle = true;  // nothing of the next request has arrived yet
+        std::tie(ec, n) = co_await stream.async_read_some(space, kNoThrow);
+        idle = false;
       }
-      idle = true;  // nothing of the next request has arrived yet
-      std::size_t n = 0;
-      std::tie(ec, n) = co_await stream.async_read_some(buffer.prepare(kFirstReadBytes), kNoThrow);
       buffer.commit(n);
-      idle = false;
     }
     // Named, not a temporary in the co_await operand: GCC 12 mishandles those.
     auto request = serve_request(stream, buffer, ec, first, l, ctx, device, peer);

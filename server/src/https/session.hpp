@@ -3,6 +3,7 @@
 #pragma once
 
 #include "fwdepot/server/server.hpp"
+#include "https/listener.hpp"
 #include "https/tls.hpp"
 #include "service/admin_service.hpp"
 #include "service/checkin_writer.hpp"
@@ -20,8 +21,6 @@
 #include <set>
 
 namespace fwdepot::server {
-
-enum class Listener { device, admin };
 
 /// One session's handle for shutdown: lets the server cancel a read that is only waiting for
 /// a next request. Touched under the registry mutex; the cancel runs on the session's executor

@@ -116,6 +116,12 @@ void TlsStream::cancel() {
   socket_.cancel(ignored);
 }
 
+std::size_t TlsStream::try_read_some(asio::mutable_buffer b, error_code& ec) {
+  const Step step = read_step(b.data(), b.size());
+  ec = step.want == Want::nothing ? step.ec : asio::error::would_block;
+  return step.bytes;
+}
+
 TlsStream::Step TlsStream::read_step(void* data, std::size_t size) {
   return transfer(SSL_read_ex, data, size);
 }

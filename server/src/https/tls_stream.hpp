@@ -57,7 +57,6 @@ class TlsStream {
 
   executor_type get_executor() { return socket_.get_executor(); }
   SSL* native_handle() { return ssl_.get(); }
-  boost::asio::ip::tcp::socket& socket() { return socket_; }
 
   /// Every wait for the socket from now on ends with beast::error::timeout once `d` has passed,
   /// including one already in progress, until the next call. An operation that needs no wait
@@ -74,6 +73,11 @@ class TlsStream {
     return compose<void(error_code, std::size_t)>(
         std::forward<Token>(token), [b](TlsStream& s) { return s.read_step(b.data(), b.size()); });
   }
+
+  /// Reads what OpenSSL can return without waiting for the socket: at least one byte, or
+  /// asio::error::would_block, or an error as async_read_some reports it. After
+  /// async_wait_readable, the bytes are usually there already.
+  std::size_t try_read_some(boost::asio::mutable_buffer b, error_code& ec);
 
   /// Writes some of `buffers`: small leading pieces (a response head, a small body) are gathered
   /// into one record, so that a small answer is one record and one send(2).

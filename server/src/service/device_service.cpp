@@ -144,7 +144,7 @@ std::variant<ApiResponse, PendingCheckin> DeviceService::begin_checkin(
           *result_text ? std::optional<std::string>(std::string(**result_text)) : std::nullopt,
           *message ? std::optional<std::string>(std::string(**message)) : std::nullopt,
           std::nullopt},
-      std::nullopt};
+      nullptr};
   // The offer is decided before the write so that the check-in event records what the device
   // was told.
   auto offer = backend_.with_catalog(
@@ -178,7 +178,36 @@ ApiResponse DeviceService::finish_checkin(const PendingCheckin& pending,
   if (!pending.offer) {
     return {200, R"({"update":null})"};
   }
-  const storage::ImageRecord& image = pending.offer->image;
+  const std::int64_t id = pending.offer->image.id;
+  json::object urls;
+  if (!https_origin.empty()) {
+    urls["https"] = std::string(https_origin) + "/api/v1/device/images/" + std::to_string(id);
+  }
+  if (!coaps_origin.empty()) {
+    urls["coaps"] = std::string(coaps_origin) + "/fw/" + std::to_string(id);
+  }
+  std::string body = offer_answer_head(pending.offer);
+  body += json::serialize(urls);
+  body += "}}";
+  return {200, std::move(body)};
+}
+
+std::string DeviceService::offer_answer_head(const std::shared_ptr<const storage::Offer>& offer) {
+  constexpr std::size_t kMaxKept = 64;  // offers live as long as their deployments are active
+  const std::lock_guard lock(answers_mutex_);
+  if (auto it = answers_.find(offer.get()); it != answers_.end()) {
+    const auto& kept = it->second.offer;
+    if (!kept.owner_before(offer) && !offer.owner_before(kept)) {
+      return it->second.head;
+    }
+  }
+  if (answers_.size() >= kMaxKept) {
+    std::erase_if(answers_, [](const auto& a) { return a.second.offer.expired(); });
+    if (answers_.size() >= kMaxKept) {
+      answers_.clear();
+    }
+  }
+  const storage::ImageRecord& image = offer->image;
   json::object update;
   update["image_id"] = image.id;
   update["name"] = image.name;
@@ -187,22 +216,20 @@ ApiResponse DeviceService::finish_checkin(const PendingCheckin& pending,
   update["manifest"] = json::parse(image.envelope, ec);
   update["size"] = image.size_bytes;
   update["sha256"] = hex_encode(image.sha256);
-  update["allow_downgrade"] = pending.offer->deployment.allow_downgrade;
-  json::object urls;
-  if (!https_origin.empty()) {
-    urls["https"] = std::string(https_origin) + "/api/v1/device/images/" + std::to_string(image.id);
-  }
-  if (!coaps_origin.empty()) {
-    urls["coaps"] = std::string(coaps_origin) + "/fw/" + std::to_string(image.id);
-  }
-  update["urls"] = std::move(urls);
-  return {200, json::serialize(json::object{{"update", std::move(update)}})};
+  update["allow_downgrade"] = offer->deployment.allow_downgrade;
+  update["urls"] = json::object();
+  // {"update":{...,"urls":{}}} without the last "{}}}": the URLs, which depend on the host the
+  // device reached, and the closing braces follow.
+  std::string head = json::serialize(json::object{{"update", std::move(update)}});
+  head.resize(head.size() - 4);
+  answers_[offer.get()] = OfferAnswer{offer, head};
+  return head;
 }
 
 result<storage::ImageRecord> DeviceService::authorize_download(const certs::DeviceIdentity& who,
                                                                std::int64_t image_id) {
   auto offer = backend_.with_catalog(
-      [&](storage::Catalog& catalog) -> result<std::optional<storage::Offer>> {
+      [&](storage::Catalog& catalog) -> result<std::shared_ptr<const storage::Offer>> {
         auto device = catalog.find_device(who.device_id);
         if (!device) {
           return device.error();
@@ -213,7 +240,7 @@ result<storage::ImageRecord> DeviceService::authorize_download(const certs::Devi
         }
         auto current = Version::parse(device->version);
         if (!current || !should_offer(**offer, device->model, *current)) {
-          return std::optional<storage::Offer>();
+          return std::shared_ptr<const storage::Offer>();
         }
         return offer;
       });
@@ -227,7 +254,7 @@ result<storage::ImageRecord> DeviceService::authorize_download(const certs::Devi
     return Error(error::forbidden,
                  "image " + std::to_string(image_id) + " is not offered to this device");
   }
-  return std::move((*offer)->image);
+  return (*offer)->image;
 }
 
 }  // namespace fwdepot::server

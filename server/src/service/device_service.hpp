@@ -9,6 +9,9 @@
 #include "service/metrics.hpp"
 
 #include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <variant>
@@ -31,8 +34,8 @@ namespace fwdepot::server {
 
 /// A check-in that passed validation, waiting for its database write.
 struct PendingCheckin {
-  storage::DeviceCheckin record;        // offered_image_id set from `offer`
-  std::optional<storage::Offer> offer;  // what the answer offers
+  storage::DeviceCheckin record;                // offered_image_id set from `offer`
+  std::shared_ptr<const storage::Offer> offer;  // what the answer offers; nullptr: nothing
 };
 
 class DeviceService {
@@ -66,8 +69,20 @@ class DeviceService {
                                                                 std::int64_t image_id);
 
  private:
+  // The answer to a check-in that gets `offer`, up to its URLs: built once per offer (parsing
+  // and serializing the manifest was most of a check-in's answer), and kept while the catalog
+  // still hands out that offer.
+  std::string offer_answer_head(const std::shared_ptr<const storage::Offer>& offer);
+
+  struct OfferAnswer {
+    std::weak_ptr<const storage::Offer> offer;  // tells a reused address from the same offer
+    std::string head;
+  };
+
   Backend& backend_;
   Metrics& metrics_;
+  std::mutex answers_mutex_;
+  std::map<const storage::Offer*, OfferAnswer> answers_;
 };
 
 }  // namespace fwdepot::server

@@ -12,6 +12,7 @@
 #include "fwdepot/storage/error.hpp"
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -261,11 +262,13 @@ class Catalog {
   [[nodiscard]] virtual result<DeploymentProgress> deployment_progress(std::int64_t id) = 0;
   /// The deployment that applies to this device: a device-level target wins over a model-level
   /// one, and the newest wins at the same level; cancelled deployments never apply. Version
-  /// and rollback checks are the caller's. Returns nullopt when nothing applies. The
+  /// and rollback checks are the caller's. Returns nullptr when nothing applies. The
   /// deployment comes without its target lists (list_deployments has them): it is asked for on
-  /// every check-in, and a deployment may name thousands of devices.
-  [[nodiscard]] virtual result<std::optional<Offer>> find_offer(std::string_view device_id,
-                                                                std::string_view model) = 0;
+  /// every check-in, and a deployment may name thousands of devices. The offer is shared and
+  /// never changes: a change to the deployments or images makes new ones, so a caller may
+  /// keep what it derives from one for as long as it holds it.
+  [[nodiscard]] virtual result<std::shared_ptr<const Offer>> find_offer(std::string_view device_id,
+                                                                        std::string_view model) = 0;
 
   // --- DDI actions ---
   /// The action of this deployment for this device, created open on first call. Errors:

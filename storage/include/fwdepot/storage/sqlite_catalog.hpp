@@ -70,8 +70,8 @@ class SqliteCatalog final : public Catalog {
   result<std::vector<DeploymentRecord>> list_deployments() override;
   result<void> cancel_deployment(std::int64_t id, std::int64_t now) override;
   result<DeploymentProgress> deployment_progress(std::int64_t id) override;
-  result<std::optional<Offer>> find_offer(std::string_view device_id,
-                                          std::string_view model) override;
+  result<std::shared_ptr<const Offer>> find_offer(std::string_view device_id,
+                                                  std::string_view model) override;
   result<std::int64_t> create_token(std::string_view name, std::string_view token_sha256_hex,
                                     std::int64_t now) override;
   result<AdminToken> find_live_token(std::string_view token_sha256_hex) override;
