@@ -3,6 +3,17 @@
 
 namespace fwdepot::storage {
 
+result<DeviceRecord> Catalog::record_checkin(const DeviceCheckin& c, std::int64_t now) {
+  auto recorded = record_checkins({&c, 1}, now);
+  if (!recorded) {
+    return recorded.error();
+  }
+  if (!recorded->front()) {
+    return recorded->front().error();
+  }
+  return find_device(c.device_id);
+}
+
 std::string_view to_string(ActionType t) {
   switch (t) {
     case ActionType::forced:

@@ -11,8 +11,10 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <map>
+#include <type_traits>
 #include <unordered_map>
 
 namespace fwdepot::storage {
@@ -265,6 +267,15 @@ class Query {
     sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
     return *this;
   }
+  /// Binds `v` without a copy: its bytes must outlive this Query (which unbinds them when it
+  /// goes). For the check-in path, where the copies were a malloc each.
+  Query& bind_ref(int i, std::string_view v) {
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+    return *this;
+  }
+  Query& bind_ref_opt(int i, const std::optional<std::string>& v) {
+    return v ? bind_ref(i, std::string_view(*v)) : bind_null(i);
+  }
   Query& bind_blob(int i, std::string_view v) {
     sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
     return *this;
@@ -353,6 +364,20 @@ auto single(Query& q, Read read, Error missing) -> result<decltype(read(q))> {
   return read(q);
 }
 
+// The same, with the error built only when the row is missing.
+template <class Read, class Missing>
+requires std::is_invocable_r_v<Error, Missing>
+auto single(Query& q, Read read, Missing missing) -> result<decltype(read(q))> {
+  auto row = q.step();
+  if (!row) {
+    return row.error();
+  }
+  if (!*row) {
+    return missing();
+  }
+  return read(q);
+}
+
 constexpr const char* kImageColumns =
     "id, name, version, models, size_bytes, sha256, envelope, signer_key_ids, description, "
     "created_at, filename, sha1, md5";
@@ -399,11 +424,11 @@ class SqliteCatalog::Impl {
   sqlite3* db() const { return db_.get(); }
 
   /// A cached prepared statement for `sql` (a string literal or otherwise stable text).
-  [[nodiscard]] result<Query> query(const std::string& sql) {
+  [[nodiscard]] result<Query> query(std::string_view sql) {
     auto it = cache_.find(sql);
     if (it == cache_.end()) {
       sqlite3_stmt* raw = nullptr;
-      const int rc = sqlite3_prepare_v3(db_.get(), sql.c_str(), static_cast<int>(sql.size()),
+      const int rc = sqlite3_prepare_v3(db_.get(), sql.data(), static_cast<int>(sql.size()),
                                         SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
       StmtPtr stmt(raw);
       if (rc != SQLITE_OK) {
@@ -451,7 +476,14 @@ class SqliteCatalog::Impl {
 
  private:
   DbPtr db_;
-  std::unordered_map<std::string, StmtPtr> cache_;
+  // Looked up by the SQL text, without making a string of it each time.
+  struct SqlHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view sql) const {
+      return std::hash<std::string_view>{}(sql);
+    }
+  };
+  std::unordered_map<std::string, StmtPtr, SqlHash, std::equal_to<>> cache_;
 };
 
 namespace {
@@ -539,6 +571,10 @@ result<std::unique_ptr<SqliteCatalog>> SqliteCatalog::open(const std::filesystem
   // harmlessly (SQLITE_MISUSE) if something else initialized SQLite first.
   static const bool no_bulk_page_cache [[maybe_unused]] =
       sqlite3_config(SQLITE_CONFIG_PAGECACHE, nullptr, 0, 0) == SQLITE_OK;
+  // No allocation statistics either: they take a process-wide mutex on every one of SQLite's
+  // allocations, and Debian's SQLite has no lookaside, so a check-in makes dozens of them.
+  static const bool no_memory_statistics [[maybe_unused]] =
+      sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) == SQLITE_OK;
   sqlite3* raw = nullptr;
   const int rc =
       sqlite3_open_v2(path.c_str(), &raw,
@@ -754,24 +790,6 @@ result<std::vector<Sha256Digest>> SqliteCatalog::referenced_blobs() {
 
 // --- devices ----------------------------------------------------------------------------------
 
-result<DeviceRecord> SqliteCatalog::record_checkin(const DeviceCheckin& c, std::int64_t now) {
-  auto tx = Transaction::begin(*impl_);
-  if (!tx) {
-    return tx.error();
-  }
-  if (auto r = write_checkin(c, now); !r) {
-    return r.error();
-  }
-  auto device = find_device(c.device_id);
-  if (!device) {
-    return device.error();
-  }
-  if (auto r = tx->commit(); !r) {
-    return r.error();
-  }
-  return device;
-}
-
 result<std::vector<RecordedCheckin>> SqliteCatalog::record_checkins(
     std::span<const DeviceCheckin> batch, std::int64_t now) {
   auto tx = Transaction::begin(*impl_);
@@ -793,10 +811,14 @@ result<std::vector<RecordedCheckin>> SqliteCatalog::record_checkins(
       if (!before && before.error() != error::not_found) {
         return before.error();
       }
-      if (auto r = write_checkin(c, now); !r) {
+      std::optional<DeviceRecord> known;
+      if (before) {
+        known = std::move(*before);
+      }
+      if (auto r = write_checkin(c, known, now); !r) {
         return r.error();
       }
-      return before ? std::optional<DeviceRecord>(std::move(*before)) : std::nullopt;
+      return known;
     }();
     // A failed check-in leaves nothing behind; the savepoint is released either way so that
     // the next one starts at the same depth. Some failures (a full disk, an I/O error) make
@@ -820,8 +842,26 @@ result<std::vector<RecordedCheckin>> SqliteCatalog::record_checkins(
   return out;
 }
 
-result<void> SqliteCatalog::write_checkin(const DeviceCheckin& c, std::int64_t now) {
-  {
+result<void> SqliteCatalog::write_checkin(const DeviceCheckin& c,
+                                          const std::optional<DeviceRecord>& before,
+                                          std::int64_t now) {
+  // Only what changed is written. An UPDATE rewrites the entry of every index on a column it
+  // sets, and a device polling while nothing happens changes only last_seen, at most once a
+  // second: rewriting its model, version and state too cost four index updates per check-in.
+  const bool unchanged = before && before->model == c.model && before->version == c.version &&
+                         before->state == c.state &&
+                         (!c.result || c.result == before->last_result) &&
+                         (!c.message || c.message == before->last_message);
+  if (unchanged && before->last_seen != now) {
+    auto seen = impl_->query("UPDATE devices SET last_seen = ?2 WHERE id = ?1");
+    if (!seen) {
+      return seen.error();
+    }
+    seen->bind_ref(1, c.device_id).bind(2, now);
+    if (auto r = seen->run(); !r) {
+      return r.error();
+    }
+  } else if (!unchanged) {
     auto upsert = impl_->query(
         "INSERT INTO devices(id, model, version, state, last_result, last_message, first_seen, "
         "last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) "
@@ -832,12 +872,12 @@ result<void> SqliteCatalog::write_checkin(const DeviceCheckin& c, std::int64_t n
     if (!upsert) {
       return upsert.error();
     }
-    upsert->bind(1, c.device_id)
-        .bind(2, c.model)
-        .bind(3, c.version)
-        .bind(4, c.state)
-        .bind_opt(5, c.result)
-        .bind_opt(6, c.message)
+    upsert->bind_ref(1, c.device_id)
+        .bind_ref(2, c.model)
+        .bind_ref(3, c.version)
+        .bind_ref(4, c.state)
+        .bind_ref_opt(5, c.result)
+        .bind_ref_opt(6, c.message)
         .bind(7, now);
     if (auto r = upsert->run(); !r) {
       return r.error();
@@ -854,7 +894,7 @@ result<void> SqliteCatalog::write_checkin(const DeviceCheckin& c, std::int64_t n
     if (!last) {
       return last.error();
     }
-    last->bind(1, c.device_id);
+    last->bind_ref(1, c.device_id);
     auto row = last->step();
     if (!row) {
       return row.error();
@@ -887,13 +927,13 @@ result<std::int64_t> SqliteCatalog::append_event(const DeviceEvent& e) {
   if (!q) {
     return q.error();
   }
-  q->bind(1, e.device_id)
+  q->bind_ref(1, e.device_id)
       .bind(2, e.at)
-      .bind(3, e.kind)
-      .bind(4, e.state)
-      .bind(5, e.version)
-      .bind_opt(6, e.result)
-      .bind_opt(7, e.message)
+      .bind_ref(3, e.kind)
+      .bind_ref(4, e.state)
+      .bind_ref(5, e.version)
+      .bind_ref_opt(6, e.result)
+      .bind_ref_opt(7, e.message)
       .bind_opt(8, e.image_id);
   if (auto r = q->run(); !r) {
     if (r.error() == error::not_found) {
@@ -909,10 +949,10 @@ result<DeviceRecord> SqliteCatalog::find_device(std::string_view id) {
   if (!q) {
     return q.error();
   }
-  q->bind(1, id);
+  q->bind_ref(1, id);
   return single(
       *q, [](const Query& r) { return read_device(r); },
-      Error(error::not_found, "device " + std::string(id)));
+      [id] { return Error(error::not_found, "device " + std::string(id)); });
 }
 
 result<DeviceRecord> SqliteCatalog::touch_device(std::string_view id, std::string_view model,

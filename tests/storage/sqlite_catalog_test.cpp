@@ -294,6 +294,49 @@ TEST_F(SqliteCatalogTest, RepeatedCheckinsMoveLastSeenButAddNoHistory) {
   EXPECT_EQ((*events)[4].result, std::nullopt);
 }
 
+TEST_F(SqliteCatalogTest, TheDeviceRowFollowsEveryChangeWithinOneSecondToo) {
+  // A check-in that changes nothing but the time writes only last_seen; any other change is
+  // written whole, whether or not the second moved on.
+  DeviceCheckin c{"dev-1", "board-a", "1.0.0", "idle", {}, {}, {}};
+  ASSERT_TRUE(catalog_->record_checkin(c, 100));
+  c.state = "downloading";
+  auto d = catalog_->record_checkin(c, 100);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->state, "downloading");
+  c.result = "success";
+  c.message = "done";
+  c.version = "1.1.0";
+  d = catalog_->record_checkin(c, 100);
+  EXPECT_EQ(d->version, "1.1.0");
+  EXPECT_EQ(d->last_result, "success");
+  EXPECT_EQ(d->last_message, "done");
+  // No result and no message reported: the last ones stand.
+  c.result.reset();
+  c.message.reset();
+  d = catalog_->record_checkin(c, 100);
+  EXPECT_EQ(d->last_result, "success");
+  EXPECT_EQ(d->last_message, "done");
+  EXPECT_EQ(d->last_seen, 100);
+  d = catalog_->record_checkin(c, 101);
+  EXPECT_EQ(d->last_seen, 101);
+  EXPECT_EQ(d->first_seen, 100);
+  EXPECT_EQ(d->last_result, "success");
+  c.model = "board-b";
+  d = catalog_->record_checkin(c, 101);
+  EXPECT_EQ(d->model, "board-b");
+  // What the rest of the catalog reads follows as well (the indexes on model and version).
+  DeviceQuery by_model_and_version;
+  by_model_and_version.model = "board-b";
+  by_model_and_version.version = "1.1.0";
+  auto page = catalog_->list_devices(by_model_and_version);
+  ASSERT_TRUE(page);
+  ASSERT_EQ(page->devices.size(), 1u);
+  EXPECT_EQ(page->devices[0].id, "dev-1");
+  DeviceQuery by_old_model;
+  by_old_model.model = "board-a";
+  EXPECT_EQ(catalog_->list_devices(by_old_model)->total, 0u);
+}
+
 // Runs `sql` on a connection of its own, as another process would.
 void exec_beside(const std::filesystem::path& db_path, const char* sql) {
   sqlite3* db = nullptr;

@@ -218,16 +218,16 @@ class Catalog {
   [[nodiscard]] virtual result<std::vector<Sha256Digest>> referenced_blobs() = 0;
 
   // --- devices and their history ---
-  /// Registers the device on first sight, updates its model, version, state and result, and
-  /// appends a "checkin" event, in one transaction. Returns the updated record.
-  [[nodiscard]] virtual result<DeviceRecord> record_checkin(const DeviceCheckin& c,
-                                                            std::int64_t now) = 0;
-  /// Records `batch` in order, as record_checkin would each, in one transaction with one
-  /// commit (one fsync for the lot). Each check-in is its own savepoint: one that fails is
-  /// rolled back alone and reports its error in its slot, and the others stand. An error for
-  /// the whole call (the transaction could not begin or commit) means none was recorded.
+  /// Records `batch` in order, in one transaction with one commit (one fsync for the lot).
+  /// Each check-in registers its device on first sight, updates its model, version, state and
+  /// result and its last_seen, and appends a "checkin" event unless it repeats the device's
+  /// last one. Each is its own savepoint: one that fails is rolled back alone and reports its
+  /// error in its slot, and the others stand. An error for the whole call (the transaction
+  /// could not begin or commit) means none was recorded.
   [[nodiscard]] virtual result<std::vector<RecordedCheckin>> record_checkins(
       std::span<const DeviceCheckin> batch, std::int64_t now) = 0;
+  /// One check-in, recorded as record_checkins does; returns the device after it.
+  [[nodiscard]] result<DeviceRecord> record_checkin(const DeviceCheckin& c, std::int64_t now);
   /// Appends an event to an existing device. Errors: error::not_found.
   [[nodiscard]] virtual result<std::int64_t> append_event(const DeviceEvent& e) = 0;
   /// Errors: error::not_found.

@@ -57,7 +57,6 @@ class SqliteCatalog final : public Catalog {
   result<void> delete_image(std::int64_t id) override;
   result<std::uint64_t> count_images_with_blob(const Sha256Digest& d) override;
   result<std::vector<Sha256Digest>> referenced_blobs() override;
-  result<DeviceRecord> record_checkin(const DeviceCheckin& c, std::int64_t now) override;
   result<std::vector<RecordedCheckin>> record_checkins(std::span<const DeviceCheckin> batch,
                                                        std::int64_t now) override;
   result<std::int64_t> append_event(const DeviceEvent& e) override;
@@ -101,7 +100,8 @@ class SqliteCatalog final : public Catalog {
  private:
   explicit SqliteCatalog(std::unique_ptr<Impl> impl);
   // The rows of one check-in, inside a transaction the caller holds.
-  result<void> write_checkin(const DeviceCheckin& c, std::int64_t now);
+  result<void> write_checkin(const DeviceCheckin& c, const std::optional<DeviceRecord>& before,
+                             std::int64_t now);
   std::unique_ptr<Impl> impl_;
 };
 
