@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -115,6 +116,43 @@ TEST(CheckinWriter, WritesWhatIsQueuedBeforeItStops) {
   }
   EXPECT_EQ(answered, 20);
   EXPECT_EQ(reader->list_devices({})->total, 20u);
+}
+
+TEST(CheckinWriter, DeliversEachBatchsCallbacksInOneHop) {
+  TempDir dir;
+  std::mutex m;
+  std::condition_variable delivered;
+  std::vector<std::function<void()>> hops;  // what Deliver was handed, run here
+  {
+    CheckinWriter writer(
+        open(dir), [] { return kNow; }, 256,
+        [&](std::function<void()> f) {
+          std::lock_guard g(m);
+          hops.push_back(std::move(f));
+          delivered.notify_one();
+        });
+    int answered = 0;
+    {
+      WriteLock lock(dir);  // the first batch waits: the other nine queue up behind it
+      writer.submit(checkin(0), [&](storage::RecordedCheckin r) { answered += r ? 1 : 0; });
+      for (int i = 1; i < 10; ++i) {
+        writer.submit(checkin(i), [&](storage::RecordedCheckin r) { answered += r ? 1 : 0; });
+      }
+    }
+    {
+      std::unique_lock g(m);
+      ASSERT_TRUE(delivered.wait_for(g, std::chrono::seconds(30), [&] {
+        return hops.size() == writer.commits() && writer.checkins() == 10;
+      }));
+    }
+    // Nothing ran on the writer's thread: every answer waits for its hop.
+    EXPECT_EQ(answered, 0);
+    EXPECT_LE(hops.size(), 2u);
+    for (auto& hop : hops) {
+      hop();
+    }
+    EXPECT_EQ(answered, 10);
+  }
 }
 
 TEST(CheckinWriter, BatchThatCannotBeWrittenFailsEveryCheckinInIt) {

@@ -18,6 +18,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/error.hpp>
@@ -566,7 +567,9 @@ asio::awaitable<error_code> route_ddi(Stream& stream, beast::flat_buffer& buffer
 
 /// Hands `c` to the group-commit writer; the operation completes, on the awaiting coroutine's
 /// executor, once its batch has committed. The pending wait counts as work, so the io_context
-/// does not run out of it (and return from run()) while check-ins are being written.
+/// does not run out of it (and return from run()) while check-ins are being written. Where the
+/// writer delivers a batch's callbacks onto that executor already (one serving thread), each
+/// resumes its coroutine at once, without another hop through the scheduler.
 inline asio::awaitable<storage::RecordedCheckin> record_checkin(CheckinWriter& writer,
                                                                 storage::DeviceCheckin c) {
   auto initiate = [&writer](auto handler, storage::DeviceCheckin checkin) {
@@ -575,7 +578,7 @@ inline asio::awaitable<storage::RecordedCheckin> record_checkin(CheckinWriter& w
     // Done is a std::function, which copies: the move-only handler is shared.
     auto shared = std::make_shared<decltype(handler)>(std::move(handler));
     writer.submit(std::move(checkin), [shared, resume](storage::RecordedCheckin r) {
-      asio::post(resume, [shared, r = std::move(r)]() mutable { (*shared)(std::move(r)); });
+      asio::dispatch(resume, [shared, r = std::move(r)]() mutable { (*shared)(std::move(r)); });
     });
   };
   return asio::async_initiate<decltype(asio::use_awaitable), void(storage::RecordedCheckin)>(

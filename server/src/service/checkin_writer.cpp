@@ -9,10 +9,11 @@
 namespace fwdepot::server {
 
 CheckinWriter::CheckinWriter(std::unique_ptr<storage::Catalog> catalog, Clock clock,
-                             std::size_t max_batch)
+                             std::size_t max_batch, Deliver deliver)
     : catalog_(std::move(catalog)),
       clock_(std::move(clock)),
       max_batch_(std::max<std::size_t>(1, max_batch)),
+      deliver_(std::move(deliver)),
       thread_([this] { run(); }) {}
 
 CheckinWriter::~CheckinWriter() {
@@ -46,7 +47,8 @@ std::uint64_t CheckinWriter::checkins() const {
 // check-in is written at once and a burst shares its fsyncs.
 void CheckinWriter::run() {
   std::vector<storage::DeviceCheckin> batch;
-  std::vector<Done> callbacks;
+  // Shared with the function that runs them, which Deliver may copy.
+  auto callbacks = std::make_shared<Callbacks>();
   while (true) {
     {
       std::unique_lock lock(mutex_);
@@ -56,7 +58,7 @@ void CheckinWriter::run() {
       }
       while (!queue_.empty() && batch.size() < max_batch_) {
         batch.push_back(std::move(queue_.front().first));
-        callbacks.push_back(std::move(queue_.front().second));
+        callbacks->done.push_back(std::move(queue_.front().second));
         queue_.pop_front();
       }
     }
@@ -73,17 +75,34 @@ void CheckinWriter::run() {
       ++commits_;
       checkins_ += batch.size();
     }
-    for (std::size_t i = 0; i < callbacks.size(); ++i) {
-      try {
-        callbacks[i](recorded ? std::move((*recorded)[i])
-                              : storage::RecordedCheckin(recorded.error()));
-      } catch (const std::exception&) {
-        // Its request is lost (the connection times out); the other callbacks still run.
-      }
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      callbacks->recorded.push_back(recorded ? std::move((*recorded)[i])
+                                             : storage::RecordedCheckin(recorded.error()));
     }
     batch.clear();
-    callbacks.clear();
+    if (deliver_) {
+      try {
+        deliver_([callbacks] { callbacks->run(); });
+      } catch (const std::exception&) {
+        callbacks->run();  // could not be sent: run here rather than lose the answers
+      }
+    } else {
+      callbacks->run();
+    }
+    callbacks = std::make_shared<Callbacks>();
   }
+}
+
+void CheckinWriter::Callbacks::run() {
+  for (std::size_t i = 0; i < done.size(); ++i) {
+    try {
+      done[i](std::move(recorded[i]));
+    } catch (const std::exception&) {
+      // Its request is lost (the connection times out); the other callbacks still run.
+    }
+  }
+  done.clear();
+  recorded.clear();
 }
 
 }  // namespace fwdepot::server

@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 namespace fwdepot::server {
 
@@ -20,19 +21,23 @@ class CheckinWriter {
  public:
   using Done = std::function<void(storage::RecordedCheckin)>;
   using Clock = std::function<std::int64_t()>;  // unix seconds, read once per batch
+  /// Takes a batch's callbacks, all in one function, to where they should run.
+  using Deliver = std::function<void(std::function<void()>)>;
 
   /// `catalog` is the writer's own connection to the database (SQLite arbitrates between it and
   /// the connection everything else uses). At most `max_batch` check-ins go in one commit.
-  CheckinWriter(std::unique_ptr<storage::Catalog> catalog, Clock clock,
-                std::size_t max_batch = 256);
+  /// Without `deliver`, each batch's callbacks run on the writer's thread; with it, they run
+  /// wherever `deliver` sends them, in one hop per batch rather than one per check-in.
+  CheckinWriter(std::unique_ptr<storage::Catalog> catalog, Clock clock, std::size_t max_batch = 256,
+                Deliver deliver = nullptr);
   /// Records what is queued, runs its callbacks, and joins the thread.
   ~CheckinWriter();
   CheckinWriter(const CheckinWriter&) = delete;
   CheckinWriter& operator=(const CheckinWriter&) = delete;
 
-  /// Queues `c`. `done` runs on the writer's thread once the batch holding `c` has committed,
-  /// with the device as it was before (see Catalog::record_checkins), or with the error that
-  /// kept the check-in (or its whole batch) from being recorded. It must not block.
+  /// Queues `c`. `done` runs (see Deliver) once the batch holding `c` has committed, with the
+  /// device as it was before (see Catalog::record_checkins), or with the error that kept the
+  /// check-in (or its whole batch) from being recorded. It must not block.
   void submit(storage::DeviceCheckin c, Done done);
 
   /// Batches written so far (committed or failed), and the check-ins in them.
@@ -40,11 +45,19 @@ class CheckinWriter {
   [[nodiscard]] std::uint64_t checkins() const;
 
  private:
+  // One batch's callbacks and what each gets.
+  struct Callbacks {
+    std::vector<Done> done;
+    std::vector<storage::RecordedCheckin> recorded;
+    void run();  // each once; a callback that throws loses only its own answer
+  };
+
   void run();
 
   std::unique_ptr<storage::Catalog> catalog_;
   Clock clock_;
   std::size_t max_batch_;
+  Deliver deliver_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<std::pair<storage::DeviceCheckin, Done>> queue_;
