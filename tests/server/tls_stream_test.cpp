@@ -20,6 +20,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <ctime>
@@ -166,6 +167,50 @@ TEST_F(TlsStreamTest, GatheredAndLargeWritesArriveWholeBothWays) {
     auto take = asio::async_read(*server, asio::buffer(got), asio::use_awaitable);
     co_await (std::move(send) && std::move(take));
     EXPECT_EQ(got, upload);
+  });
+}
+
+TEST_F(TlsStreamTest, TriesTakeWhatIsReadyAndTheAsyncOperationsTheRest) {
+  run([&]() -> asio::awaitable<void> {
+    auto [server, client] = co_await connect(true);
+    std::array<char, 16> buf{};
+    error_code ec;
+    EXPECT_EQ(server->try_read_some(asio::buffer(buf), ec), 0U);
+    EXPECT_EQ(ec, asio::error::would_block);
+
+    // Tries until the socket is full: the client reads nothing yet.
+    const std::string head(200, 'h');
+    const auto body = pattern(4 * 1024 * 1024, 3);
+    std::array<asio::const_buffer, 2> out{asio::buffer(head), asio::buffer(body)};
+    std::size_t sent = 0;
+    while (true) {
+      std::size_t n = server->try_write_some(out, ec);
+      if (ec || n == 0) {
+        break;
+      }
+      sent += n;
+      for (auto& b : out) {
+        const std::size_t k = std::min(n, b.size());
+        b += k;
+        n -= k;
+      }
+    }
+    EXPECT_EQ(ec, asio::error::would_block) << ec.message();
+    EXPECT_GT(sent, 0U);
+    EXPECT_LT(sent, head.size() + body.size());
+    // The rest, from the bytes the last try offered (OpenSSL may hold a record of them).
+    std::vector<char> received(head.size() + body.size());
+    auto write = asio::async_write(*server, out, asio::use_awaitable);
+    auto read = asio::async_read(*client, asio::buffer(received), asio::use_awaitable);
+    co_await (std::move(write) && std::move(read));
+    EXPECT_EQ(std::string(received.data(), head.size()), head);
+    EXPECT_TRUE(std::equal(body.begin(), body.end(), received.begin() + head.size()));
+
+    co_await asio::async_write(*client, asio::buffer(std::string("x")), asio::use_awaitable);
+    co_await server->async_wait_readable(asio::use_awaitable);
+    EXPECT_EQ(server->try_read_some(asio::buffer(buf), ec), 1U);
+    EXPECT_FALSE(ec) << ec.message();
+    EXPECT_EQ(buf[0], 'x');
   });
 }
 

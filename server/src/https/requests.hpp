@@ -100,15 +100,33 @@ asio::awaitable<error_code> write_response(Stream& stream, Listener l, Exchange&
   }
   ex.bytes = body.size();
   expire_after(stream, std::chrono::seconds(30));
-  const std::array<asio::const_buffer, 2> buffers{asio::buffer(text), asio::buffer(body)};
+  std::array<asio::const_buffer, 2> buffers{asio::buffer(text), asio::buffer(body)};
+  if constexpr (requires(error_code e) { stream.try_write_some(buffers, e); }) {
+    // A small answer usually fits the socket's buffer at once: sent here, it needs no
+    // asynchronous write, whose completion would go through the scheduler.
+    error_code ec;
+    std::size_t sent = stream.try_write_some(buffers, ec);
+    if (ec && ec != asio::error::would_block) {
+      co_return ec;
+    }
+    for (auto& b : buffers) {
+      const std::size_t n = std::min(sent, b.size());
+      b += n;
+      sent -= n;
+    }
+    if (buffers[0].size() + buffers[1].size() == 0) {
+      co_return error_code{};
+    }
+  }
   auto [ec, n] = co_await asio::async_write(stream, buffers, kNoThrow);
   co_return ec;
 }
 
+// Not a coroutine of its own: one frame fewer per answer.
 template <class Stream>
 asio::awaitable<error_code> write_api(Stream& stream, Listener l, Exchange& ex,
                                       ApiResponse response) {
-  co_return co_await write_response(stream, l, ex, response.status, std::move(response.body));
+  return write_response(stream, l, ex, response.status, std::move(response.body));
 }
 
 // --- downloads --------------------------------------------------------------------------------
@@ -434,8 +452,8 @@ template <class Stream>
 asio::awaitable<error_code> write_hal(Stream& stream, Listener l, Exchange& ex,
                                       ApiResponse response) {
   const bool document = response.status == 200 && !response.body.empty();
-  co_return co_await write_response(stream, l, ex, response.status, std::move(response.body),
-                                    document ? "application/hal+json" : "application/json");
+  return write_response(stream, l, ex, response.status, std::move(response.body),
+                        document ? "application/hal+json" : "application/json");
 }
 
 // The route label of a DDI path (segments from the tenant on), from a closed set.

@@ -10,6 +10,7 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/compose.hpp>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -78,6 +79,17 @@ class TlsStream {
   /// asio::error::would_block, or an error as async_read_some reports it. After
   /// async_wait_readable, the bytes are usually there already.
   std::size_t try_read_some(boost::asio::mutable_buffer b, error_code& ec);
+
+  /// Writes what OpenSSL can send without waiting for the socket: some of `buffers` (as
+  /// async_write_some would gather them), or asio::error::would_block, or an error. After
+  /// would_block, the next write must offer the same bytes again (OpenSSL may hold part of
+  /// them in a record it has not sent yet): async_write_some with the same buffers does.
+  template <class ConstBuffers>
+  std::size_t try_write_some(const ConstBuffers& buffers, error_code& ec) {
+    const Step step = Writer(buffers)(*this);
+    ec = step.want == Want::nothing ? step.ec : boost::asio::error::would_block;
+    return step.bytes;
+  }
 
   /// Writes some of `buffers`: small leading pieces (a response head, a small body) are gathered
   /// into one record, so that a small answer is one record and one send(2).
