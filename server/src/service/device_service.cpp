@@ -178,17 +178,20 @@ ApiResponse DeviceService::finish_checkin(const PendingCheckin& pending,
   if (!pending.offer) {
     return {200, R"({"update":null})"};
   }
-  const std::int64_t id = pending.offer->image.id;
-  json::object urls;
+  const std::string id = std::to_string(pending.offer->image.id);
+  std::string body = offer_answer_head(pending.offer);
+  body += '{';
   if (!https_origin.empty()) {
-    urls["https"] = std::string(https_origin) + "/api/v1/device/images/" + std::to_string(id);
+    body += "\"https\":";
+    const std::string url = std::string(https_origin) + "/api/v1/device/images/" + id;
+    body += json::serialize(json::string_view(url));
   }
   if (!coaps_origin.empty()) {
-    urls["coaps"] = std::string(coaps_origin) + "/fw/" + std::to_string(id);
+    body += https_origin.empty() ? "\"coaps\":" : ",\"coaps\":";
+    const std::string url = std::string(coaps_origin) + "/fw/" + id;
+    body += json::serialize(json::string_view(url));
   }
-  std::string body = offer_answer_head(pending.offer);
-  body += json::serialize(urls);
-  body += "}}";
+  body += "}}}";
   return {200, std::move(body)};
 }
 

@@ -24,7 +24,13 @@ std::string escape(std::string_view v) {
 
 void Metrics::request(std::string_view listener, std::string_view route, int status) {
   std::lock_guard lock(mutex_);
-  ++requests_[{std::string(listener), std::string(route), status}];
+  // Found without building the key's strings: a request is counted in a series that exists.
+  auto it =
+      requests_.find(std::tuple<std::string_view, std::string_view, int>(listener, route, status));
+  if (it == requests_.end()) {
+    it = requests_.emplace(std::tuple(std::string(listener), std::string(route), status), 0).first;
+  }
+  ++it->second;
 }
 
 void Metrics::handshake_failure(std::string_view listener, std::string_view reason) {

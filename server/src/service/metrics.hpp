@@ -32,7 +32,7 @@ class Metrics {
 
  private:
   mutable std::mutex mutex_;
-  std::map<std::tuple<std::string, std::string, int>, std::uint64_t> requests_;
+  std::map<std::tuple<std::string, std::string, int>, std::uint64_t, std::less<>> requests_;
   std::map<std::pair<std::string, std::string>, std::uint64_t> handshake_failures_;
   std::map<std::string, std::uint64_t> outcomes_;
   std::atomic<std::uint64_t> bytes_served_{0};
