@@ -2,7 +2,7 @@
 #include "fwdepot/core/json.hpp"
 
 #include <boost/json/basic_parser_impl.hpp>
-#include <boost/json/parse.hpp>
+#include <boost/json/value_stack.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -14,48 +14,72 @@ namespace {
 namespace json = boost::json;
 using boost::system::error_code;
 
-// A basic_parser handler that builds nothing and only remembers the keys of each open object,
-// to find duplicates. Objects in our documents are small, so a vector beats a set here.
-class DuplicateKeyFinder {
+// A basic_parser handler that builds the value (as json::parse does, on a value_stack) and
+// refuses what json::parse would let through: a duplicate key (json::parse keeps the last one)
+// and a number too large for a double. One pass: the check-in path parses a body per request.
+class StrictHandler {
  public:
   static constexpr std::size_t max_array_size = static_cast<std::size_t>(-1);
   static constexpr std::size_t max_object_size = static_cast<std::size_t>(-1);
   static constexpr std::size_t max_string_size = static_cast<std::size_t>(-1);
   static constexpr std::size_t max_key_size = static_cast<std::size_t>(-1);
 
+  StrictHandler() { stack_.reset(); }
+
   bool on_document_begin(error_code&) { return true; }
   bool on_document_end(error_code&) { return true; }
   bool on_array_begin(error_code&) { return true; }
-  bool on_array_end(std::size_t, error_code&) { return true; }
+  bool on_array_end(std::size_t n, error_code&) {
+    stack_.push_array(n);
+    return true;
+  }
   bool on_object_begin(error_code&) {
-    keys_.emplace_back();
+    object_keys_.push_back(keys_.size());
     return true;
   }
-  bool on_object_end(std::size_t, error_code&) {
-    keys_.pop_back();
+  bool on_object_end(std::size_t n, error_code&) {
+    keys_.resize(object_keys_.back());
+    object_keys_.pop_back();
+    stack_.push_object(n);
     return true;
   }
-  bool on_string_part(json::string_view, std::size_t, error_code&) { return true; }
-  bool on_string(json::string_view, std::size_t, error_code&) { return true; }
+  bool on_string_part(json::string_view s, std::size_t, error_code&) {
+    stack_.push_chars(s);
+    return true;
+  }
+  bool on_string(json::string_view s, std::size_t, error_code&) {
+    stack_.push_string(s);
+    return true;
+  }
   bool on_key_part(json::string_view s, std::size_t, error_code&) {
+    stack_.push_chars(s);
     key_.append(s.data(), s.size());
     return true;
   }
   bool on_key(json::string_view s, std::size_t, error_code& ec) {
     key_.append(s.data(), s.size());
-    auto& seen = keys_.back();
-    if (std::find(seen.begin(), seen.end(), key_) != seen.end()) {
+    // The keys of the innermost open object: objects in our documents are small, so a scan
+    // beats a set here.
+    const auto first = keys_.begin() + static_cast<std::ptrdiff_t>(object_keys_.back());
+    if (std::find(first, keys_.end(), key_) != keys_.end()) {
       duplicate_ = key_;
       ec = make_error_code(core::error::malformed_json);
       return false;
     }
-    seen.push_back(std::move(key_));
+    keys_.push_back(std::move(key_));
     key_.clear();
+    stack_.push_key(s);
     return true;
   }
   bool on_number_part(json::string_view, error_code&) { return true; }
-  bool on_int64(std::int64_t, json::string_view, error_code&) { return true; }
-  bool on_uint64(std::uint64_t, json::string_view, error_code&) { return true; }
+  bool on_int64(std::int64_t i, json::string_view, error_code&) {
+    stack_.push_int64(i);
+    return true;
+  }
+  bool on_uint64(std::uint64_t u, json::string_view, error_code&) {
+    stack_.push_uint64(u);
+    return true;
+  }
   // A number too large for a double would come back as infinity, which JSON cannot express:
   // serialized again it would not be JSON at all.
   bool on_double(double d, json::string_view, error_code& ec) {
@@ -64,18 +88,28 @@ class DuplicateKeyFinder {
       ec = make_error_code(core::error::malformed_json);
       return false;
     }
+    stack_.push_double(d);
     return true;
   }
-  bool on_bool(bool, error_code&) { return true; }
-  bool on_null(error_code&) { return true; }
+  bool on_bool(bool b, error_code&) {
+    stack_.push_bool(b);
+    return true;
+  }
+  bool on_null(error_code&) {
+    stack_.push_null();
+    return true;
+  }
   bool on_comment_part(json::string_view, error_code&) { return true; }
   bool on_comment(json::string_view, error_code&) { return true; }
 
   const std::string& duplicate() const { return duplicate_; }
   bool out_of_range() const { return out_of_range_; }
+  json::value release() { return stack_.release(); }
 
  private:
-  std::vector<std::vector<std::string>> keys_;
+  json::value_stack stack_;
+  std::vector<std::string> keys_;         // of every open object, outermost first
+  std::vector<std::size_t> object_keys_;  // where each open object's keys start in keys_
   std::string key_;
   std::string duplicate_;
   bool out_of_range_ = false;
@@ -98,14 +132,14 @@ result<json::value> parse_json_strict(std::string_view text, const JsonLimits& l
   options.allow_trailing_commas = false;
   options.allow_invalid_utf8 = false;
 
-  json::basic_parser<DuplicateKeyFinder> checker(options);
+  json::basic_parser<StrictHandler> parser(options);
   error_code ec;
-  const std::size_t used = checker.write_some(false, text.data(), text.size(), ec);
-  if (!checker.handler().duplicate().empty()) {
+  const std::size_t used = parser.write_some(false, text.data(), text.size(), ec);
+  if (!parser.handler().duplicate().empty()) {
     return Error(core::error::malformed_json,
-                 "duplicate key '" + checker.handler().duplicate() + "'");
+                 "duplicate key '" + parser.handler().duplicate() + "'");
   }
-  if (checker.handler().out_of_range()) {
+  if (parser.handler().out_of_range()) {
     return Error(core::error::malformed_json, "a number out of the range of a double");
   }
   if (ec) {
@@ -114,11 +148,7 @@ result<json::value> parse_json_strict(std::string_view text, const JsonLimits& l
   if (used != text.size()) {
     return Error(core::error::malformed_json, "trailing data after the JSON value");
   }
-  json::value value = json::parse(json::string_view(text.data(), text.size()), ec, {}, options);
-  if (ec) {
-    return Error(core::error::malformed_json, ec.message());
-  }
-  return value;
+  return parser.handler().release();
 }
 
 namespace json_field {

@@ -2,6 +2,7 @@
 #include "fwdepot/core/json.hpp"
 
 #include <gtest/gtest.h>
+#include <boost/json/parse.hpp>
 
 namespace fwdepot {
 namespace {
@@ -10,6 +11,18 @@ TEST(ParseJsonStrict, AcceptsOrdinaryDocuments) {
   auto v = parse_json_strict(R"({"a":[1,2,{"b":"c"}],"d":null} )");
   ASSERT_TRUE(v) << v.error().message();
   EXPECT_TRUE(v->is_object());
+}
+
+TEST(ParseJsonStrict, BuildsTheValueJsonParseWould) {
+  const std::string text =
+      R"({"s":"plain","e":"tab\there \u00e9 \"q\" \\","k\u0065y":[1,-2,18446744073709551615,)"
+      R"(2.5e-3,true,false,null,{},[]],"nested":{"a":{"b":[{"c":"d"}]}},"long":")" +
+      std::string(5000, 'x') + "\\n" + std::string(5000, 'y') + R"("})";
+  auto v = parse_json_strict(text, {.max_bytes = 20000});
+  ASSERT_TRUE(v) << v.error().message();
+  EXPECT_EQ(*v, boost::json::parse(text));
+  EXPECT_EQ(v->at("key").as_array()[2].as_uint64(), 18446744073709551615ULL);
+  EXPECT_EQ(v->at("e").as_string(), "tab\there \xc3\xa9 \"q\" \\");
 }
 
 TEST(ParseJsonStrict, RejectsDuplicateKeysAtAnyDepth) {

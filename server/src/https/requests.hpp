@@ -802,6 +802,7 @@ asio::awaitable<bool> serve_request(Stream& stream, beast::flat_buffer& buffer, 
   ex.unread_body = head.chunked() || head.content_length().value_or(0) > 0;
 
   std::vector<std::string> segments;
+  segments.reserve(8);  // the longest route (a DDI artifact) has 8
   std::map<std::string, std::string> query;
   auto url = boost::urls::parse_origin_form(req.target());
   bool valid_target = url.has_value();
