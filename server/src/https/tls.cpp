@@ -44,6 +44,10 @@ result<std::shared_ptr<ssl::context>> base_context(const TlsMaterial& m) {
   // only the write buffer gains: the read waiting for the next request keeps the read buffer
   // (bench/README.md, idle connections).
   SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS);
+  // One TLS 1.3 ticket per handshake rather than OpenSSL's two. A device resumes with its
+  // latest ticket and gets a fresh one each time; and each ticket costs OpenSSL 3.0 a decode of
+  // the session with the device's certificate in it (a sixth of a full handshake's CPU here).
+  SSL_CTX_set_num_tickets(native, 1);
   boost::system::error_code ec;
   ctx->use_certificate_chain(boost::asio::buffer(m.server_cert_pem), ec);
   if (ec) {
