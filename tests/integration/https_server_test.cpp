@@ -817,6 +817,37 @@ TEST_F(HttpsDrainTest, StopLetsAnInFlightDownloadFinish) {
   EXPECT_EQ(response.substr(body_at + 4), payload);
 }
 
+// Shutdown ends at once the connections that wait for a request: one that has sent nothing
+// since its handshake, and one parked after its first answer. Both timeouts are far longer
+// than the clients wait, so only the shutdown can close them in time.
+TEST_F(HttpsDrainTest, StopClosesConnectionsWaitingForARequestAtOnce) {
+  options_.header_timeout = std::chrono::seconds(120);
+  options_.idle_timeout = std::chrono::seconds(120);
+  options_.shutdown_grace = std::chrono::seconds(120);
+  start_server();
+  TlsClient fresh(server_->device_port(), dir_ / "dev-1.pem", dir_ / "dev-1.key",
+                  std::chrono::seconds(30));
+  TlsClient parked(server_->device_port(), dir_ / "dev-1.pem", dir_ / "dev-1.key",
+                   std::chrono::seconds(30));
+  ASSERT_TRUE(parked.write("GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n"));
+  std::string answer;
+  while (answer.find("\r\n\r\n") == std::string::npos) {
+    ASSERT_EQ(parked.read_some(answer), TlsClient::Read::data) << answer;
+  }
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 404 ")) << answer;
+  server_->stop();
+  for (TlsClient* client : {&fresh, &parked}) {
+    std::string rest;
+    TlsClient::Read r = TlsClient::Read::data;
+    while (r == TlsClient::Read::data) {
+      r = client->read_some(rest);
+    }
+    EXPECT_EQ(r, TlsClient::Read::closed) << rest;
+  }
+  thread_.join();
+  server_.reset();
+}
+
 // The grace period ends with a download still going: run() returns, and destroying the server
 // destroys that connection, which must not report the drain to a server half gone.
 TEST_F(HttpsDrainTest, AnEndedGracePeriodCutsADownloadAndTheServerStops) {

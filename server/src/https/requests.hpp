@@ -91,6 +91,9 @@ asio::awaitable<error_code> write_response(Stream& stream, Listener l, Exchange&
   if (status == 401) {
     head.set("WWW-Authenticate", "Bearer");
   }
+  if (status < 200 || status == 204 || status == 304) {
+    body.clear();  // these have no body (RFC 9110 section 6.4.1), and so no length either
+  }
   const std::string text = head.finish(body.size(), ex.keep_alive && !ex.unread_body);
   ex.status = status;
   if (ex.head) {
@@ -312,6 +315,9 @@ asio::awaitable<error_code> serve_image(Stream& stream, ServerContext& ctx, Exch
 template <bool isRequest>
 bool parse_buffered(http::basic_parser<isRequest>& parser, beast::flat_buffer& buffer,
                     error_code& ec) {
+  if (parser.is_done()) {
+    return true;  // a message without a body: what is buffered is the next request's
+  }
   while (buffer.size() > 0) {
     error_code put_ec;
     const std::size_t n = parser.put(buffer.data(), put_ec);
@@ -862,9 +868,10 @@ asio::awaitable<bool> serve_request(Stream& stream, beast::flat_buffer& buffer, 
 /// holding nothing of this coroutine, and calls again with `readable` true. Returns false when
 /// the connection is done.
 ///
-/// A stream that cannot wait for readability (the fuzz target's) is served in one call, and
-/// `idle` is true exactly while nothing of a next request has arrived: the server's shutdown
-/// cancels only such a wait.
+/// A stream that cannot wait for readability (the fuzz target's) is served in one call. On
+/// either stream, `idle` is true exactly while a read waits with nothing of a next request
+/// come through (the first request's, or one whose wake-up brought no whole record): the
+/// server's shutdown cancels only such a wait.
 template <class Stream>
 asio::awaitable<bool> serve_requests(Stream& stream, Listener l, ServerContext& ctx,
                                      const std::optional<certs::DeviceIdentity>& device,
@@ -887,11 +894,11 @@ asio::awaitable<bool> serve_requests(Stream& stream, Listener l, ServerContext& 
         // Readable: the bytes are usually there already, and reading them at once spares the
         // read a round through the scheduler.
         n = stream.try_read_some(space, ec);
-        if (ec == asio::error::would_block) {
-          std::tie(ec, n) = co_await stream.async_read_some(space, kNoThrow);
-        }
       } else {
-        idle = true;  // nothing of the next request has arrived yet
+        ec = asio::error::would_block;
+      }
+      if (ec == asio::error::would_block) {
+        idle = true;  // nothing of the next request has come through yet
         std::tie(ec, n) = co_await stream.async_read_some(space, kNoThrow);
         idle = false;
       }
