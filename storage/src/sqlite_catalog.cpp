@@ -351,20 +351,8 @@ auto collect(Query& q, Read read) -> result<std::vector<decltype(read(q))>> {
   }
 }
 
-// Reads the single row a lookup by key yields, or fails with `missing`.
-template <class Read>
-auto single(Query& q, Read read, Error missing) -> result<decltype(read(q))> {
-  auto row = q.step();
-  if (!row) {
-    return row.error();
-  }
-  if (!*row) {
-    return missing;
-  }
-  return read(q);
-}
-
-// The same, with the error built only when the row is missing.
+// Reads the single row a lookup by key yields, or fails with the error `missing()` builds (only
+// then: a lookup that finds its row builds no message).
 template <class Read, class Missing>
 requires std::is_invocable_r_v<Error, Missing>
 auto single(Query& q, Read read, Missing missing) -> result<decltype(read(q))> {
@@ -683,7 +671,7 @@ result<ImageRecord> SqliteCatalog::find_image(std::int64_t id) {
   q->bind(1, id);
   return single(
       *q, [](const Query& r) { return read_image(r); },
-      Error(error::not_found, "image " + std::to_string(id)));
+      [id] { return Error(error::not_found, "image " + std::to_string(id)); });
 }
 
 result<std::vector<ImageRecord>> SqliteCatalog::list_images() {
@@ -852,16 +840,18 @@ result<void> SqliteCatalog::write_checkin(const DeviceCheckin& c,
                          before->state == c.state &&
                          (!c.result || c.result == before->last_result) &&
                          (!c.message || c.message == before->last_message);
-  if (unchanged && before->last_seen != now) {
-    auto seen = impl_->query("UPDATE devices SET last_seen = ?2 WHERE id = ?1");
-    if (!seen) {
-      return seen.error();
+  if (unchanged) {
+    if (before->last_seen != now) {
+      auto seen = impl_->query("UPDATE devices SET last_seen = ?2 WHERE id = ?1");
+      if (!seen) {
+        return seen.error();
+      }
+      seen->bind_ref(1, c.device_id).bind(2, now);
+      if (auto r = seen->run(); !r) {
+        return r.error();
+      }
     }
-    seen->bind_ref(1, c.device_id).bind(2, now);
-    if (auto r = seen->run(); !r) {
-      return r.error();
-    }
-  } else if (!unchanged) {
+  } else {
     auto upsert = impl_->query(
         "INSERT INTO devices(id, model, version, state, last_result, last_message, first_seen, "
         "last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) "
@@ -1378,7 +1368,7 @@ result<DeploymentProgress> SqliteCatalog::deployment_progress(std::int64_t id) {
         return std::pair{r.int64(0),
                          DeploymentProgress{r.int64(1), r.int64(2), r.int64(3), r.int64(4)}};
       },
-      Error(error::not_found, "deployment " + std::to_string(id)));
+      [id] { return Error(error::not_found, "deployment " + std::to_string(id)); });
   if (!row) {
     return row.error();
   }
@@ -1562,7 +1552,7 @@ result<ActionRecord> SqliteCatalog::open_action(std::string_view device_id,
     return q.error();
   }
   q->bind(1, deployment_id).bind(2, device_id);
-  return single(*q, read_action, Error(error::not_found, "action"));
+  return single(*q, read_action, [] { return Error(error::not_found, "action"); });
 }
 
 result<ActionRecord> SqliteCatalog::find_action(std::int64_t id) {
@@ -1573,7 +1563,8 @@ result<ActionRecord> SqliteCatalog::find_action(std::int64_t id) {
     return q.error();
   }
   q->bind(1, id);
-  return single(*q, read_action, Error(error::not_found, "action " + std::to_string(id)));
+  return single(*q, read_action,
+                [id] { return Error(error::not_found, "action " + std::to_string(id)); });
 }
 
 result<void> SqliteCatalog::request_action_cancel(std::int64_t id, std::int64_t now) {
@@ -1701,7 +1692,7 @@ result<AdminToken> SqliteCatalog::find_live_token(std::string_view token_sha256_
       [](const Query& r) {
         return AdminToken{r.int64(0), r.text(1), r.int64(2), r.opt_int64(3)};
       },
-      Error(error::not_found, "no such token"));
+      [] { return Error(error::not_found, "no such token"); });
 }
 
 result<void> SqliteCatalog::revoke_token(std::string_view name, std::int64_t now) {
@@ -1764,7 +1755,7 @@ result<PskCredential> SqliteCatalog::find_psk(std::string_view identity) {
       [](const Query& r) {
         return PskCredential{r.text(0), r.text(1), r.blob(2)};
       },
-      Error(error::not_found, "no such PSK identity"));
+      [] { return Error(error::not_found, "no such PSK identity"); });
 }
 
 result<void> SqliteCatalog::delete_psk(std::string_view device_id) {

@@ -91,8 +91,8 @@ asio::awaitable<error_code> write_response(Stream& stream, Listener l, Exchange&
   if (status == 401) {
     head.set("WWW-Authenticate", "Bearer");
   }
-  if (status < 200 || status == 204 || status == 304) {
-    body.clear();  // these have no body (RFC 9110 section 6.4.1), and so no length either
+  if (!ResponseHead::has_body(status)) {
+    body.clear();
   }
   const std::string text = head.finish(body.size(), ex.keep_alive && !ex.unread_body);
   ex.status = status;

@@ -58,8 +58,7 @@ ResponseHead& ResponseHead::set(std::string_view name, std::string_view value) {
 }
 
 std::string ResponseHead::finish(std::uint64_t content_length, bool keep_alive) {
-  const bool bodiless = status_ < 200 || status_ == 204 || status_ == 304;
-  if (!bodiless) {
+  if (has_body(status_)) {
     text_ += "Content-Length: ";
     append_number(text_, content_length);
     text_ += "\r\n";

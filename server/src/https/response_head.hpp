@@ -26,7 +26,13 @@ class ResponseHead {
   /// trusted.
   ResponseHead& set(std::string_view name, std::string_view value);
 
-  /// The finished head: Content-Length (never for 1xx, 204 and 304, RFC 9110 section 8.6),
+  /// Whether an answer with `status` may carry a body: never 1xx, 204 and 304 (RFC 9110
+  /// section 6.4.1), which also go without a length.
+  [[nodiscard]] static bool has_body(int status) {
+    return status >= 200 && status != 204 && status != 304;
+  }
+
+  /// The finished head: Content-Length (only where has_body, RFC 9110 section 8.6),
   /// "Connection: close" unless `keep_alive`, and the empty line.
   /// The head is moved out: call it last.
   [[nodiscard]] std::string finish(std::uint64_t content_length, bool keep_alive);
