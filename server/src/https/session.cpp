@@ -46,6 +46,22 @@ std::optional<certs::DeviceIdentity> peer_identity(Stream& stream) {
   return device_identity(openssl::X509Ptr(SSL_get1_peer_certificate(stream.native_handle())));
 }
 
+struct Connection;
+
+}  // namespace
+
+// A live session's entry in the server's registry: the registry's links and the way to its
+// connection. The shutdown's wake-up is posted to the connection's executor and may run after
+// the connection ended: it holds the handle, whose `conn` is null by then. `conn` is written
+// under the registry mutex, from the connection's executor, and read under the mutex or there.
+struct SessionHandle {
+  Connection* conn = nullptr;
+  SessionHandle* prev = nullptr;
+  SessionHandle* next = nullptr;
+};
+
+namespace {
+
 // One connection from its accept to its close. Between requests no coroutine holds it: it
 // waits for readability in park(), as little as a TLS connection can be, and a new coroutine
 // serves it when its next request arrives. Whoever holds it last closes it.
@@ -60,18 +76,11 @@ struct Connection {
     ++count;
     ++ctx.sessions;
     ctx.metrics.connection_opened();
-    // Shutdown cancels the wait for a next request, never a request in progress.
-    handle->strand = stream->get_executor();
-    handle->cancel_if_idle = [this] {
-      if (idle) {
-        stream->cancel();
-      }
-    };
-    ctx.register_session(handle);
+    handle->conn = this;
+    ctx.register_session(*handle);
   }
   ~Connection() {
-    handle->cancel_if_idle = nullptr;
-    ctx.unregister_session(handle);
+    ctx.unregister_session(*handle);
     stream.reset();  // closes the socket
     ctx.metrics.connection_closed();
     --count;
@@ -88,6 +97,7 @@ struct Connection {
   const std::string peer;
   std::unique_ptr<Stream> stream;
   std::optional<certs::DeviceIdentity> device;  // on the device listener, after the handshake
+  // Shutdown cancels the wait for a next request (`idle`), never a request in progress.
   std::shared_ptr<SessionHandle> handle = std::make_shared<SessionHandle>();
   bool idle = false;  // waiting for a next request, nothing of it arrived
   bool first = true;  // no request read yet
@@ -173,22 +183,32 @@ asio::awaitable<void> run_session(std::unique_ptr<Connection> conn) {
 
 }  // namespace
 
-void ServerContext::register_session(const std::shared_ptr<SessionHandle>& h) {
+void ServerContext::register_session(SessionHandle& h) {
   std::lock_guard lock(registry_mutex_);
-  registry_.insert(h);
+  h.next = registry_;
+  if (registry_ != nullptr) {
+    registry_->prev = &h;
+  }
+  registry_ = &h;
 }
 
-void ServerContext::unregister_session(const std::shared_ptr<SessionHandle>& h) {
+void ServerContext::unregister_session(SessionHandle& h) {
   std::lock_guard lock(registry_mutex_);
-  registry_.erase(h);
+  (h.prev != nullptr ? h.prev->next : registry_) = h.next;
+  if (h.next != nullptr) {
+    h.next->prev = h.prev;
+  }
+  h.prev = h.next = nullptr;
+  h.conn = nullptr;
 }
 
 void ServerContext::wake_idle_sessions() {
   std::lock_guard lock(registry_mutex_);
-  for (const auto& h : registry_) {
-    asio::post(h->strand, [h] {
-      if (h->cancel_if_idle) {
-        h->cancel_if_idle();
+  for (SessionHandle* h = registry_; h != nullptr; h = h->next) {
+    // Registered, the connection lives; its executor is the one it was accepted with.
+    asio::post(h->conn->stream->get_executor(), [h = h->conn->handle] {
+      if (h->conn != nullptr && h->conn->idle) {
+        h->conn->stream->cancel();
       }
     });
   }

@@ -11,24 +11,17 @@
 #include "service/device_service.hpp"
 #include "service/metrics.hpp"
 
-#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
 #include <atomic>
 #include <functional>
 #include <mutex>
-#include <set>
 
 namespace fwdepot::server {
 
-/// One session's handle for shutdown: lets the server cancel a read that is only waiting for
-/// a next request. Touched under the registry mutex; the cancel runs on the session's executor
-/// (a strand of its own, or the io_context's when one thread serves it).
-struct SessionHandle {
-  boost::asio::any_io_executor strand;
-  std::function<void()> cancel_if_idle;  // runs on `strand`
-};
+/// A live session's entry in the server's registry (https/session.cpp).
+struct SessionHandle;
 
 /// Everything a session needs; owned by the server, outliving every session.
 struct ServerContext {
@@ -53,14 +46,14 @@ struct ServerContext {
   std::function<void()> on_drained;      // called when draining and the last session ends
 
   /// Sessions register while they live, so that shutdown can end the idle ones at once.
-  void register_session(const std::shared_ptr<SessionHandle>& h);
-  void unregister_session(const std::shared_ptr<SessionHandle>& h);
+  void register_session(SessionHandle& h);
+  void unregister_session(SessionHandle& h);
   /// After `draining` is set: asks every session waiting for a next request to stop waiting.
   void wake_idle_sessions();
 
  private:
   std::mutex registry_mutex_;
-  std::set<std::shared_ptr<SessionHandle>> registry_;
+  SessionHandle* registry_ = nullptr;  // the newest session's; linked through the handles
 };
 
 /// Accepts until the acceptor is closed, spawning one session per connection on its own strand

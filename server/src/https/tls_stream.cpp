@@ -214,7 +214,7 @@ void TlsStream::arm_timer() {
   timer_.expires_at(deadline_);
   timer_armed_ = true;
   const std::uint64_t generation = ++timer_generation_;
-  timer_.async_wait([this, alive = std::weak_ptr<int>(alive_), generation](const error_code& ec) {
+  auto fired = [this, alive = std::weak_ptr<int>(alive_), generation](const error_code& ec) {
     if (alive.expired() || ec || generation != timer_generation_) {
       return;  // the stream is gone, or the timer was set again
     }
@@ -225,7 +225,8 @@ void TlsStream::arm_timer() {
     }
     error_code ignored;
     socket_.cancel(ignored);  // the waits see operation_aborted and report a timeout
-  });
+  };
+  timer_.async_wait(asio::bind_allocator(ExactSizeAllocator<void>(), std::move(fired)));
 }
 
 TlsStream::error_code TlsStream::wait_result(const error_code& ec) const {
