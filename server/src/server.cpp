@@ -16,6 +16,7 @@
 #include <boost/asio/strand.hpp>
 
 #include <unistd.h>
+#include <algorithm>
 #include <charconv>
 
 #include <csignal>
@@ -114,12 +115,14 @@ struct Server::Impl {
   std::unique_ptr<CoapsListener> coaps;
   std::optional<asio::signal_set> signals;
   std::optional<asio::steady_timer> grace_timer;
-  unsigned threads = 1;        // serving the io_context, fixed at creation
+  std::optional<asio::steady_timer> idle_sweep;  // ends connections parked too long
+  unsigned threads = 1;                          // serving the io_context, fixed at creation
   bool shutting_down = false;  // touched only on the io_context's threads, under `strand`
   std::optional<asio::strand<asio::io_context::executor_type>> strand;
 
   ~Impl() {
     grace_timer.reset();
+    idle_sweep.reset();
     signals.reset();
     device_acceptor.reset();
     admin_acceptor.reset();
@@ -155,6 +158,21 @@ struct Server::Impl {
   // Stop accepting, wake idle keep-alive sessions so they close, and give in-flight requests
   // until the grace deadline. The io_context runs out of work, and run() returns, as soon as
   // the last session ends; the deadline stops it regardless.
+  // Every so often (an eighth of the idle timeout, within 10 ms and 1 s), the parked
+  // connections due are woken: each ends within that much after its idle timeout.
+  void sweep_idle_connections() {
+    const auto period = std::clamp<std::chrono::steady_clock::duration>(
+        options.idle_timeout / 8, std::chrono::milliseconds(10), std::chrono::seconds(1));
+    idle_sweep->expires_after(period);
+    idle_sweep->async_wait([this](const boost::system::error_code& ec) {
+      if (ec || shutting_down) {
+        return;  // the shutdown wakes every idle connection itself
+      }
+      ctx->end_overdue_parks();
+      sweep_idle_connections();
+    });
+  }
+
   void begin_shutdown() {
     if (shutting_down) {
       return;
@@ -168,6 +186,9 @@ struct Server::Impl {
       coaps->stop();
     }
     signals->cancel(ec);
+    if (idle_sweep) {
+      idle_sweep->cancel();
+    }
     ctx->wake_idle_sessions();
     if (ctx->sessions == 0) {
       return;
@@ -340,6 +361,8 @@ void Server::run() {
   asio::co_spawn(*s.io, accept_loop(*s.device_acceptor, Listener::device, *s.ctx), asio::detached);
   asio::co_spawn(*s.io, accept_loop(*s.admin_acceptor, Listener::admin, *s.ctx), asio::detached);
   s.wait_for_signal();
+  s.idle_sweep.emplace(*s.strand);
+  s.sweep_idle_connections();
 
   const unsigned n = s.threads;
   std::vector<std::thread> threads;

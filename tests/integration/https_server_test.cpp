@@ -755,6 +755,62 @@ TEST_F(HttpsServerTest, SlowLorisIsTimedOutWhileOthersAreServed) {
   EXPECT_EQ(answer, "");  // hung up on, not answered
 }
 
+// Reads one whole answer (its head, and a body of its Content-Length) from `client`; false if
+// the connection ends or goes quiet first.
+bool read_answer(TlsClient& client, std::string& answer) {
+  answer.clear();
+  while (true) {
+    const auto head_end = answer.find("\r\n\r\n");
+    if (head_end != std::string::npos) {
+      const auto at = answer.find("Content-Length: ");
+      const std::size_t length = at == std::string::npos ? 0 : std::stoul(answer.substr(at + 16));
+      if (answer.size() >= head_end + 4 + length) {
+        return true;
+      }
+    }
+    if (client.read_some(answer) != TlsClient::Read::data) {
+      return false;
+    }
+  }
+}
+
+// A connection parked after its answer ends once it has idled for the idle timeout (the
+// server's sweep of parked connections), while one that keeps asking within the timeout stays
+// open however long it lives.
+TEST_F(HttpsServerTest, ParkedConnectionsEndAfterTheIdleTimeoutBusyOnesStay) {
+  options_.idle_timeout = std::chrono::milliseconds(600);
+  start_server();
+  const std::string ask = "GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n";
+  // A read of nothing waits 150 ms: the pace of the busy client, a quarter of the timeout.
+  TlsClient busy(server_->device_port(), dir_ / "dev-1.pem", dir_ / "dev-1.key",
+                 std::chrono::milliseconds(150));
+  TlsClient quiet(server_->device_port(), dir_ / "dev-1.pem", dir_ / "dev-1.key",
+                  std::chrono::milliseconds(150));
+  std::string answer;
+  ASSERT_TRUE(quiet.write(ask));
+  ASSERT_TRUE(read_answer(quiet, answer));
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 404 ")) << answer;
+  const auto parked = std::chrono::steady_clock::now();
+  std::string nothing;
+  TlsClient::Read quiet_read = TlsClient::Read::timeout;
+  while (quiet_read == TlsClient::Read::timeout &&
+         std::chrono::steady_clock::now() - parked < std::chrono::seconds(8)) {
+    ASSERT_TRUE(busy.write(ask));
+    ASSERT_TRUE(read_answer(busy, answer));
+    EXPECT_TRUE(answer.starts_with("HTTP/1.1 404 ")) << answer;
+    quiet_read = quiet.read_some(nothing);  // waits up to 150 ms for the quiet one's end
+  }
+  const auto lasted = std::chrono::steady_clock::now() - parked;
+  EXPECT_EQ(quiet_read, TlsClient::Read::closed);
+  EXPECT_EQ(nothing, "");  // hung up on, not answered
+  EXPECT_GE(lasted, std::chrono::milliseconds(600));
+  EXPECT_LT(lasted, std::chrono::seconds(4));  // swept every 75 ms here
+  // The busy connection has lived past the timeout, never idle that long: still served.
+  ASSERT_TRUE(busy.write(ask));
+  ASSERT_TRUE(read_answer(busy, answer));
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 404 ")) << answer;
+}
+
 TEST_F(HttpsServerTest, ConnectionsOverTheCapAreClosedAndCounted) {
   options_.max_connections = 1;
   start_server();

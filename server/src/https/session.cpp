@@ -58,6 +58,12 @@ struct SessionHandle {
   Connection* conn = nullptr;
   SessionHandle* prev = nullptr;
   SessionHandle* next = nullptr;
+  // While parked (under the registry mutex): the parked list's links and when it parked.
+  SessionHandle* older = nullptr;
+  SessionHandle* newer = nullptr;
+  std::chrono::steady_clock::time_point parked_at;
+  std::uint32_t parks = 0;  // counts the parks: a timeout posted for an earlier one is stale
+  bool parked = false;
 };
 
 namespace {
@@ -124,7 +130,8 @@ void close_connection(std::unique_ptr<Connection> conn) {
 
 asio::awaitable<void> serve(std::unique_ptr<Connection> conn, bool readable);
 
-// Waits, within the idle timeout, for the connection's next request.
+// Waits, within the idle timeout (the server's sweep of parked connections), for the
+// connection's next request.
 void park(std::unique_ptr<Connection> conn) {
   Connection& c = *conn;
   if (c.ctx.draining) {
@@ -132,9 +139,11 @@ void park(std::unique_ptr<Connection> conn) {
     return;
   }
   c.idle = true;
-  c.stream->expires_after(c.ctx.options.idle_timeout);
+  c.stream->expires_never();
+  c.ctx.park(*c.handle);
   c.stream->async_wait_readable([conn = std::move(conn)](const error_code& ec) mutable {
     conn->idle = false;
+    conn->ctx.unpark(*conn->handle);
     if (ec) {
       // Idle too long, or the server drains: the connection ends as a request-less one does.
       close_connection(std::move(conn));
@@ -175,6 +184,10 @@ asio::awaitable<void> run_session(std::unique_ptr<Connection> conn) {
       spdlog::info("tls_refused listener=device peer={} reason=\"CN is not a device id\"", c.peer);
       co_return;
     }
+    // Requests need the device's id and model, not its certificate's serial: a connection
+    // that idles for hours need not hold a copy of it.
+    c.device->serial_hex.clear();
+    c.device->serial_hex.shrink_to_fit();
   }
   // The first request follows the handshake at once: read it here rather than park.
   auto requests = serve(std::move(conn), true);
@@ -194,6 +207,7 @@ void ServerContext::register_session(SessionHandle& h) {
 
 void ServerContext::unregister_session(SessionHandle& h) {
   std::lock_guard lock(registry_mutex_);
+  unlink_parked(h);
   (h.prev != nullptr ? h.prev->next : registry_) = h.next;
   if (h.next != nullptr) {
     h.next->prev = h.prev;
@@ -209,6 +223,49 @@ void ServerContext::wake_idle_sessions() {
     asio::post(h->conn->stream->get_executor(), [h = h->conn->handle] {
       if (h->conn != nullptr && h->conn->idle) {
         h->conn->stream->cancel();
+      }
+    });
+  }
+}
+
+void ServerContext::park(SessionHandle& h) {
+  std::lock_guard lock(registry_mutex_);
+  ++h.parks;
+  h.parked = true;
+  h.parked_at = std::chrono::steady_clock::now();
+  h.older = parked_newest_;
+  h.newer = nullptr;
+  (parked_newest_ != nullptr ? parked_newest_->newer : parked_oldest_) = &h;
+  parked_newest_ = &h;
+}
+
+void ServerContext::unpark(SessionHandle& h) {
+  std::lock_guard lock(registry_mutex_);
+  unlink_parked(h);
+}
+
+void ServerContext::unlink_parked(SessionHandle& h) {
+  if (!h.parked) {
+    return;
+  }
+  (h.older != nullptr ? h.older->newer : parked_oldest_) = h.newer;
+  (h.newer != nullptr ? h.newer->older : parked_newest_) = h.older;
+  h.older = h.newer = nullptr;
+  h.parked = false;
+}
+
+void ServerContext::end_overdue_parks() {
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(registry_mutex_);
+  // Every park lasts as long, so the oldest are the first due.
+  while (parked_oldest_ != nullptr && now - parked_oldest_->parked_at >= options.idle_timeout) {
+    SessionHandle& h = *parked_oldest_;
+    unlink_parked(h);
+    // The same wake-up as the shutdown's, for this park only: by the time it runs, the
+    // connection may have woken, and parked again.
+    asio::post(h.conn->stream->get_executor(), [handle = h.conn->handle, parks = h.parks] {
+      if (handle->conn != nullptr && handle->parks == parks && handle->conn->idle) {
+        handle->conn->stream->cancel();
       }
     });
   }

@@ -111,6 +111,15 @@ void TlsStream::expires_after(clock::duration d) {
   }
 }
 
+void TlsStream::expires_never() {
+  deadline_ = clock::time_point::max();
+  if (timer_armed_) {
+    timer_armed_ = false;
+    ++timer_generation_;  // the cancelled wait's handler finds it stale
+    timer_.cancel();
+  }
+}
+
 void TlsStream::cancel() {
   error_code ignored;
   socket_.cancel(ignored);
@@ -226,7 +235,7 @@ void TlsStream::arm_timer() {
     error_code ignored;
     socket_.cancel(ignored);  // the waits see operation_aborted and report a timeout
   };
-  timer_.async_wait(asio::bind_allocator(ExactSizeAllocator<void>(), std::move(fired)));
+  timer_.async_wait(std::move(fired));
 }
 
 TlsStream::error_code TlsStream::wait_result(const error_code& ec) const {

@@ -7,7 +7,6 @@
 #include "fwdepot/core/openssl.hpp"
 
 #include <openssl/ssl.h>
-#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/compose.hpp>
 #include <boost/asio/dispatch.hpp>
@@ -26,12 +25,11 @@
 
 namespace fwdepot::server {
 
-/// An allocator for the operations that wait as long as a connection idles: the wait for its
-/// next request and its deadline timer. Asio takes a handler's operation from a small cache of
-/// freed blocks per thread, and reuses a block of any larger size: such a wait then holds, for
-/// minutes, a block sized for whatever was freed last (the handshake's operations). Bound to
-/// this allocator, an operation gets a block of its own size: about 330 bytes less per idle
-/// connection here, for one malloc per wait instead of a cache hit.
+/// An allocator for the operation that waits as long as a connection idles: its wait for a
+/// next request. Asio takes a handler's operation from a small cache of freed blocks per
+/// thread, and reuses a block of any larger size: such a wait then holds, for minutes, a block
+/// sized for whatever was freed last (the handshake's operations). With this allocator the
+/// operation gets a block of its own size, for one malloc per wait instead of a cache hit.
 template <class T>
 struct ExactSizeAllocator {
   using value_type = T;
@@ -84,6 +82,9 @@ class TlsStream {
   /// including one already in progress, until the next call. An operation that needs no wait
   /// completes even past the deadline.
   void expires_after(clock::duration d);
+  /// No deadline from now on, and no armed timer: a wait may last indefinitely (someone else
+  /// keeps time, and cancels it).
+  void expires_never();
   /// Ends every wait in progress with operation_aborted (or timeout, past the deadline).
   void cancel();
 
@@ -174,10 +175,6 @@ class TlsStream {
 
   template <class Handler>
   void start_wait_readable(Handler handler) {
-    auto complete = [](Handler h, error_code ec, const executor_type& fallback) {
-      auto ex = boost::asio::get_associated_executor(h, fallback);
-      boost::asio::dispatch(ex, [h = std::move(h), ec]() mutable { std::move(h)(ec); });
-    };
     if (SSL_has_pending(ssl_.get()) == 1) {
       auto ex = boost::asio::get_associated_executor(handler, socket_.get_executor());
       boost::asio::post(ex, [h = std::move(handler)]() mutable { std::move(h)(error_code{}); });
@@ -185,13 +182,25 @@ class TlsStream {
     }
     arm_timer();
     socket_.async_wait(boost::asio::socket_base::wait_read,
-                       boost::asio::bind_allocator(
-                           ExactSizeAllocator<void>(),
-                           [this, complete, h = std::move(handler)](const error_code& ec) mutable {
-                             complete(std::move(h), ec ? wait_result(ec) : ec,
-                                      socket_.get_executor());
-                           }));
+                       ReadableWait<Handler>{this, std::move(handler)});
   }
+
+  // The socket wait's handler. Its allocator (a nested allocator_type, not bind_allocator,
+  // whose wrapper would make the operation carry a second executor) takes the operation's
+  // block at its own size: the wait lasts as long as the connection idles.
+  template <class Handler>
+  struct ReadableWait {
+    using allocator_type = ExactSizeAllocator<void>;
+    allocator_type get_allocator() const noexcept { return {}; }
+    void operator()(const error_code& ec) {
+      const error_code result = ec ? stream->wait_result(ec) : ec;
+      auto ex = boost::asio::get_associated_executor(handler, stream->socket_.get_executor());
+      boost::asio::dispatch(ex,
+                            [h = std::move(handler), result]() mutable { std::move(h)(result); });
+    }
+    TlsStream* stream;
+    Handler handler;
+  };
 
   template <class Buffers>
   static boost::asio::mutable_buffer first_nonempty(const Buffers& buffers) {
