@@ -155,9 +155,6 @@ struct Server::Impl {
     });
   }
 
-  // Stop accepting, wake idle keep-alive sessions so they close, and give in-flight requests
-  // until the grace deadline. The io_context runs out of work, and run() returns, as soon as
-  // the last session ends; the deadline stops it regardless.
   // Every so often (an eighth of the idle timeout, within 10 ms and 1 s), the parked
   // connections due are woken: each ends within that much after its idle timeout.
   void sweep_idle_connections() {
@@ -173,6 +170,9 @@ struct Server::Impl {
     });
   }
 
+  // Stop accepting, wake idle keep-alive sessions so they close, and give in-flight requests
+  // until the grace deadline. The io_context runs out of work, and run() returns, as soon as
+  // the last session ends; the deadline stops it regardless.
   void begin_shutdown() {
     if (shutting_down) {
       return;

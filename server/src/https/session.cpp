@@ -10,6 +10,8 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/strand.hpp>
 
+#include <vector>
+
 namespace fwdepot::server {
 namespace {
 
@@ -52,8 +54,9 @@ struct Connection;
 
 // A live session's entry in the server's registry: the registry's links and the way to its
 // connection. The shutdown's wake-up is posted to the connection's executor and may run after
-// the connection ended: it holds the handle, whose `conn` is null by then. `conn` is written
-// under the registry mutex, from the connection's executor, and read under the mutex or there.
+// the connection ended: it holds the handle, whose `conn` is null by then. `conn` is set before
+// the handle is registered, cleared under the registry mutex on the connection's executor, and
+// read under the mutex or there. `parks` is written under the mutex on that executor too.
 struct SessionHandle {
   Connection* conn = nullptr;
   SessionHandle* prev = nullptr;
@@ -241,6 +244,7 @@ void ServerContext::park(SessionHandle& h) {
 
 void ServerContext::unpark(SessionHandle& h) {
   std::lock_guard lock(registry_mutex_);
+  ++h.parks;  // a sweep's wake-up for the park that ends here, already posted, finds it stale
   unlink_parked(h);
 }
 
@@ -255,15 +259,27 @@ void ServerContext::unlink_parked(SessionHandle& h) {
 }
 
 void ServerContext::end_overdue_parks() {
-  const auto now = std::chrono::steady_clock::now();
-  std::lock_guard lock(registry_mutex_);
-  // Every park lasts as long, so the oldest are the first due.
-  while (parked_oldest_ != nullptr && now - parked_oldest_->parked_at >= options.idle_timeout) {
-    SessionHandle& h = *parked_oldest_;
-    unlink_parked(h);
-    // The same wake-up as the shutdown's, for this park only: by the time it runs, the
-    // connection may have woken, and parked again.
-    asio::post(h.conn->stream->get_executor(), [handle = h.conn->handle, parks = h.parks] {
+  struct Due {
+    asio::any_io_executor executor;
+    std::shared_ptr<SessionHandle> handle;
+    std::uint32_t parks;
+  };
+  std::vector<Due> due;
+  {
+    const auto now = std::chrono::steady_clock::now();
+    std::lock_guard lock(registry_mutex_);
+    // Every park lasts as long, so the oldest are the first due.
+    while (parked_oldest_ != nullptr && now - parked_oldest_->parked_at >= options.idle_timeout) {
+      SessionHandle& h = *parked_oldest_;
+      unlink_parked(h);
+      due.push_back({h.conn->stream->get_executor(), h.conn->handle, h.parks});
+    }
+  }
+  // The same wake-up as the shutdown's, for this park only: by the time it runs, the
+  // connection may have woken (and parked again). Posted outside the lock, which every park
+  // and wake-up takes.
+  for (Due& d : due) {
+    asio::post(d.executor, [handle = std::move(d.handle), parks = d.parks] {
       if (handle->conn != nullptr && handle->parks == parks && handle->conn->idle) {
         handle->conn->stream->cancel();
       }
