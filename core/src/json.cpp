@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "fwdepot/core/json.hpp"
 
+#include <boost/container/small_vector.hpp>
 #include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/value_stack.hpp>
 
 #include <algorithm>
 #include <cmath>
-#include <vector>
 
 namespace fwdepot {
 namespace {
@@ -16,7 +16,8 @@ using boost::system::error_code;
 
 // A basic_parser handler that builds the value (as json::parse does, on a value_stack) and
 // refuses what json::parse would let through: a duplicate key (json::parse keeps the last one)
-// and a number too large for a double. One pass: the check-in path parses a body per request.
+// and a number too large for a double. One pass: the check-in path parses a body per request,
+// and a small document's bookkeeping takes no allocation.
 class StrictHandler {
  public:
   static constexpr std::size_t max_array_size = static_cast<std::size_t>(-1);
@@ -24,7 +25,9 @@ class StrictHandler {
   static constexpr std::size_t max_string_size = static_cast<std::size_t>(-1);
   static constexpr std::size_t max_key_size = static_cast<std::size_t>(-1);
 
-  StrictHandler() { stack_.reset(); }
+  explicit StrictHandler(json::storage_ptr sp) : stack_({}, temp_, sizeof temp_) {
+    stack_.reset(std::move(sp));
+  }
 
   bool on_document_begin(error_code&) { return true; }
   bool on_document_end(error_code&) { return true; }
@@ -107,9 +110,11 @@ class StrictHandler {
   json::value release() { return stack_.release(); }
 
  private:
+  unsigned char temp_[512];  // the value stack's first working memory
   json::value_stack stack_;
-  std::vector<std::string> keys_;         // of every open object, outermost first
-  std::vector<std::size_t> object_keys_;  // where each open object's keys start in keys_
+  // Of every open object, outermost first, and where each open object's keys start in keys_.
+  boost::container::small_vector<std::string, 8> keys_;
+  boost::container::small_vector<std::size_t, 4> object_keys_;
   std::string key_;
   std::string duplicate_;
   bool out_of_range_ = false;
@@ -121,7 +126,8 @@ Error field_error(core::error kind, std::string_view name, std::string_view why)
 
 }  // namespace
 
-result<json::value> parse_json_strict(std::string_view text, const JsonLimits& limits) {
+result<json::value> parse_json_strict(std::string_view text, const JsonLimits& limits,
+                                      json::storage_ptr sp) {
   if (text.size() > limits.max_bytes) {
     return Error(core::error::document_too_large,
                  std::to_string(text.size()) + " bytes, limit " + std::to_string(limits.max_bytes));
@@ -132,7 +138,7 @@ result<json::value> parse_json_strict(std::string_view text, const JsonLimits& l
   options.allow_trailing_commas = false;
   options.allow_invalid_utf8 = false;
 
-  json::basic_parser<StrictHandler> parser(options);
+  json::basic_parser<StrictHandler> parser(options, std::move(sp));
   error_code ec;
   const std::size_t used = parser.write_some(false, text.data(), text.size(), ec);
   if (!parser.handler().duplicate().empty()) {

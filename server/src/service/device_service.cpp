@@ -89,7 +89,11 @@ ApiResponse DeviceService::checkin(const certs::DeviceIdentity& who, std::string
 
 std::variant<ApiResponse, PendingCheckin> DeviceService::begin_checkin(
     const certs::DeviceIdentity& who, std::string_view body) {
-  auto parsed = parse_json_strict(body, {.max_bytes = kMaxCheckinBytes, .max_depth = 2});
+  // The parsed body lives only in this call (what is kept is copied out): its memory comes
+  // from this frame's buffer, or the heap past it.
+  unsigned char buffer[1024];
+  json::monotonic_resource memory(buffer, sizeof buffer);
+  auto parsed = parse_json_strict(body, {.max_bytes = kMaxCheckinBytes, .max_depth = 2}, &memory);
   if (!parsed) {
     return api_error(parsed.error());
   }

@@ -21,10 +21,12 @@ struct JsonLimits {
 /// Parses one JSON document, refusing what Boost.JSON alone would let through: duplicate keys
 /// in an object (which a second parser could resolve differently than we did), comments,
 /// trailing commas, invalid UTF-8, anything but whitespace after the value, and documents over
-/// `limits`. Errors: core::error::document_too_large, core::error::malformed_json (with the
-/// reason).
+/// `limits`. The value's memory comes from `sp` (the default resource when null): a caller
+/// that parses per request can lend it a buffer on its stack. Errors:
+/// core::error::document_too_large, core::error::malformed_json (with the reason).
 [[nodiscard]] result<boost::json::value> parse_json_strict(std::string_view text,
-                                                           const JsonLimits& limits = {});
+                                                           const JsonLimits& limits = {},
+                                                           boost::json::storage_ptr sp = {});
 
 /// Field accessors for validating parsed objects. Each returns core::error::`kind` (the caller's
 /// choice, e.g. invalid_manifest) with "field 'NAME': ..." on a missing or mistyped field.
