@@ -398,6 +398,100 @@ DeviceRecord read_device(const Query& q) {
                       q.opt_text(5), q.int64(6), q.int64(7), q.text(8)};
 }
 
+// What this connection's check-ins last wrote for the devices it saw, so that a check-in that
+// brings nothing new (a device polling while nothing happens) is decided without reading the
+// device's row and its last event: two queries that were most of the writer's work. Trusted
+// only while nothing else has written: no other connection (PRAGMA data_version, read inside
+// the batch's write transaction) and no other statement on this one (total_changes).
+class CheckinMemo {
+ public:
+  static constexpr std::size_t kMaxDevices = 16384;  // about 5 MiB when full; then it starts over
+
+  struct Device {
+    DeviceRecord row;  // as stored
+    // The device's last event, which is always its last check-in: state and version are the
+    // row's, the rest is what that check-in reported.
+    std::optional<std::string> result;
+    std::optional<std::string> message;
+    std::optional<std::int64_t> image_id;
+  };
+
+  /// Drops everything unless the database is as this memo left it. `data_version` is read in
+  /// the current transaction.
+  void check(sqlite3* db, std::int64_t data_version) {
+    if (data_version != data_version_ || sqlite3_total_changes64(db) != changes_) {
+      devices_.clear();
+      data_version_ = data_version;
+    }
+  }
+  /// After the batch committed (or failed: `ok` false), what the next check() compares.
+  void settle(sqlite3* db, bool ok) {
+    if (!ok) {
+      devices_.clear();
+    }
+    changes_ = sqlite3_total_changes64(db);
+  }
+
+  /// The device of `c` when `c` changes nothing but its last_seen: the same model, version and
+  /// state, no new result or message, and the same event as the last one.
+  Device* repeated_by(const DeviceCheckin& c) {
+    auto it = devices_.find(std::string_view(c.device_id));
+    if (it == devices_.end()) {
+      return nullptr;
+    }
+    Device& d = it->second;
+    const bool same = d.row.model == c.model && d.row.version == c.version &&
+                      d.row.state == c.state && (!c.result || c.result == d.row.last_result) &&
+                      (!c.message || c.message == d.row.last_message) && d.result == c.result &&
+                      d.message == c.message && d.image_id == c.offered_image_id;
+    return same ? &d : nullptr;
+  }
+
+  /// Records what write_checkin stored for `c` over `before`.
+  void remember(const DeviceCheckin& c, const std::optional<DeviceRecord>& before,
+                std::int64_t now) {
+    if (devices_.size() >= kMaxDevices && !devices_.contains(std::string_view(c.device_id))) {
+      devices_.clear();
+    }
+    Device& d = devices_[c.device_id];
+    if (before) {
+      d.row = *before;
+    } else {
+      d.row = DeviceRecord{};
+      d.row.id = c.device_id;
+      d.row.first_seen = now;
+    }
+    d.row.model = c.model;
+    d.row.version = c.version;
+    d.row.state = c.state;
+    if (c.result) {
+      d.row.last_result = c.result;
+    }
+    if (c.message) {
+      d.row.last_message = c.message;
+    }
+    d.row.last_seen = now;
+    d.result = c.result;
+    d.message = c.message;
+    d.image_id = c.offered_image_id;
+  }
+
+  void forget(std::string_view device_id) {
+    if (auto it = devices_.find(device_id); it != devices_.end()) {
+      devices_.erase(it);
+    }
+  }
+
+ private:
+  struct Hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, Device, Hash, std::equal_to<>> devices_;
+  std::int64_t data_version_ = -1;
+  std::int64_t changes_ = -1;
+};
+
 }  // namespace
 
 const boost::system::error_category& error_category() noexcept {
@@ -427,6 +521,13 @@ class SqliteCatalog::Impl {
     return Query(db_.get(), it->second.get());
   }
 
+  /// Runs a cached statement that returns no rows: for the transaction statements that every
+  /// write runs, which sqlite3_exec would parse again each time.
+  [[nodiscard]] result<void> run(std::string_view sql) {
+    auto q = query(sql);
+    return q ? q->run() : result<void>(q.error());
+  }
+
   [[nodiscard]] result<void> exec(const char* sql) {
     char* msg = nullptr;
     const int rc = sqlite3_exec(db_.get(), sql, nullptr, nullptr, &msg);
@@ -448,9 +549,10 @@ class SqliteCatalog::Impl {
   };
   Offers offers;
   std::chrono::milliseconds offer_recheck{1000};
+  CheckinMemo checkins;
 
   /// Runs a query expected to return one integer.
-  [[nodiscard]] result<std::int64_t> scalar(const std::string& sql) {
+  [[nodiscard]] result<std::int64_t> scalar(std::string_view sql) {
     auto q = query(sql);
     if (!q) {
       return q.error();
@@ -485,11 +587,11 @@ class Transaction {
   Transaction(const Transaction&) = delete;
   ~Transaction() {
     if (impl_ != nullptr) {
-      (void)impl_->exec("ROLLBACK");
+      (void)impl_->run("ROLLBACK");
     }
   }
   [[nodiscard]] result<void> commit() {
-    auto r = impl_->exec("COMMIT");
+    auto r = impl_->run("COMMIT");
     if (r) {
       impl_ = nullptr;
     }
@@ -502,7 +604,7 @@ class Transaction {
 };
 
 result<Transaction> Transaction::begin(SqliteCatalog::Impl& impl) {
-  if (auto r = impl.exec("BEGIN IMMEDIATE"); !r) {
+  if (auto r = impl.run("BEGIN IMMEDIATE"); !r) {
     return r.error();
   }
   return Transaction(&impl);
@@ -780,54 +882,95 @@ result<std::vector<Sha256Digest>> SqliteCatalog::referenced_blobs() {
 
 result<std::vector<RecordedCheckin>> SqliteCatalog::record_checkins(
     std::span<const DeviceCheckin> batch, std::int64_t now) {
-  auto tx = Transaction::begin(*impl_);
-  if (!tx) {
-    return tx.error();
-  }
-  auto run = [this](const std::string& sql) -> result<void> {
-    auto q = impl_->query(sql);
-    return q ? q->run() : result<void>(q.error());
-  };
-  std::vector<RecordedCheckin> out;
-  out.reserve(batch.size());
-  for (const DeviceCheckin& c : batch) {
-    if (auto r = run("SAVEPOINT checkin"); !r) {
+  CheckinMemo& memo = impl_->checkins;
+  auto recorded = [&]() -> result<std::vector<RecordedCheckin>> {
+    auto tx = Transaction::begin(*impl_);
+    if (!tx) {
+      return tx.error();
+    }
+    auto version = impl_->scalar("PRAGMA data_version");
+    if (!version) {
+      return version.error();
+    }
+    memo.check(impl_->db(), *version);
+    std::vector<RecordedCheckin> out;
+    out.reserve(batch.size());
+    for (const DeviceCheckin& c : batch) {
+      auto one = record_one_checkin(c, now);
+      // Some failures (a full disk, an I/O error) make SQLite roll back the whole transaction
+      // itself: then the batch fails with that error.
+      if (!one && sqlite3_get_autocommit(impl_->db()) != 0) {
+        return one.error();
+      }
+      out.push_back(std::move(one));
+    }
+    if (auto r = tx->commit(); !r) {
       return r.error();
     }
-    auto one = [&]() -> RecordedCheckin {
-      auto before = find_device(c.device_id);
-      if (!before && before.error() != error::not_found) {
-        return before.error();
-      }
-      std::optional<DeviceRecord> known;
-      if (before) {
-        known = std::move(*before);
-      }
-      if (auto r = write_checkin(c, known, now); !r) {
+    return out;
+  }();
+  memo.settle(impl_->db(), recorded.has_value());
+  return recorded;
+}
+
+RecordedCheckin SqliteCatalog::record_one_checkin(const DeviceCheckin& c, std::int64_t now) {
+  CheckinMemo& memo = impl_->checkins;
+  if (CheckinMemo::Device* known = memo.repeated_by(c)) {
+    // Nothing new: at most last_seen moves, in one statement, which fails whole or not at all.
+    RecordedCheckin before = std::optional<DeviceRecord>(known->row);
+    if (known->row.last_seen != now) {
+      if (auto r = touch_last_seen(c.device_id, now); !r) {
+        memo.forget(c.device_id);
         return r.error();
       }
-      return known;
-    }();
-    // A failed check-in leaves nothing behind; the savepoint is released either way so that
-    // the next one starts at the same depth. Some failures (a full disk, an I/O error) make
-    // SQLite roll back the whole transaction itself: then the batch fails with that error.
-    if (!one && sqlite3_get_autocommit(impl_->db()) != 0) {
-      return one.error();
+      known->row.last_seen = now;
     }
-    if (!one) {
-      if (auto r = run("ROLLBACK TO checkin"); !r) {
-        return r.error();
-      }
-    }
-    if (auto r = run("RELEASE checkin"); !r) {
-      return r.error();
-    }
-    out.push_back(std::move(one));
+    return before;
   }
-  if (auto r = tx->commit(); !r) {
+  if (auto r = impl_->run("SAVEPOINT checkin"); !r) {
     return r.error();
   }
-  return out;
+  auto one = [&]() -> RecordedCheckin {
+    auto before = find_device(c.device_id);
+    if (!before && before.error() != error::not_found) {
+      return before.error();
+    }
+    std::optional<DeviceRecord> known;
+    if (before) {
+      known = std::move(*before);
+    }
+    if (auto r = write_checkin(c, known, now); !r) {
+      return r.error();
+    }
+    return known;
+  }();
+  // A failed check-in leaves nothing behind; the savepoint is released either way so that the
+  // next one starts at the same depth.
+  if (!one) {
+    memo.forget(c.device_id);
+    if (sqlite3_get_autocommit(impl_->db()) != 0) {
+      return one;
+    }
+    if (auto r = impl_->run("ROLLBACK TO checkin"); !r) {
+      return r.error();
+    }
+  }
+  if (auto r = impl_->run("RELEASE checkin"); !r) {
+    return r.error();
+  }
+  if (one) {
+    memo.remember(c, *one, now);
+  }
+  return one;
+}
+
+result<void> SqliteCatalog::touch_last_seen(std::string_view device_id, std::int64_t now) {
+  auto seen = impl_->query("UPDATE devices SET last_seen = ?2 WHERE id = ?1");
+  if (!seen) {
+    return seen.error();
+  }
+  seen->bind_ref(1, device_id).bind(2, now);
+  return seen->run();
 }
 
 result<void> SqliteCatalog::write_checkin(const DeviceCheckin& c,
@@ -842,12 +985,7 @@ result<void> SqliteCatalog::write_checkin(const DeviceCheckin& c,
                          (!c.message || c.message == before->last_message);
   if (unchanged) {
     if (before->last_seen != now) {
-      auto seen = impl_->query("UPDATE devices SET last_seen = ?2 WHERE id = ?1");
-      if (!seen) {
-        return seen.error();
-      }
-      seen->bind_ref(1, c.device_id).bind(2, now);
-      if (auto r = seen->run(); !r) {
+      if (auto r = touch_last_seen(c.device_id, now); !r) {
         return r.error();
       }
     }
@@ -935,7 +1073,9 @@ result<std::int64_t> SqliteCatalog::append_event(const DeviceEvent& e) {
 }
 
 result<DeviceRecord> SqliteCatalog::find_device(std::string_view id) {
-  auto q = impl_->query(std::string("SELECT ") + kDeviceColumns + " FROM devices WHERE id = ?1");
+  static const std::string sql =
+      std::string("SELECT ") + kDeviceColumns + " FROM devices WHERE id = ?1";
+  auto q = impl_->query(sql);
   if (!q) {
     return q.error();
   }
@@ -1418,12 +1558,12 @@ namespace {
 // the revision read with them.
 result<void> load_offers(SqliteCatalog& catalog, SqliteCatalog::Impl& impl) {
   // A savepoint rather than BEGIN: it also nests in a transaction a caller may hold.
-  if (auto r = impl.exec("SAVEPOINT offers"); !r) {
+  if (auto r = impl.run("SAVEPOINT offers"); !r) {
     return r;
   }
   struct End {
     SqliteCatalog::Impl& impl;
-    ~End() { (void)impl.exec("RELEASE offers"); }  // a read: nothing to keep or lose
+    ~End() { (void)impl.run("RELEASE offers"); }  // a read: nothing to keep or lose
   } end{impl};
   auto rev = impl.scalar("SELECT rev FROM offer_revision");
   if (!rev) {

@@ -442,6 +442,58 @@ TEST_F(SqliteCatalogTest, ASecondConnectionInTheProcessLeavesTheFirstOnesLocks) 
   EXPECT_EQ(outside(path, "SELECT count(*) FROM devices"), "3\n");
 }
 
+TEST_F(SqliteCatalogTest, RepeatedCheckinsFollowWhatElseWroteTheDevice) {
+  // A check-in that brings nothing new is decided from what this connection wrote last; any
+  // other write to the database (another connection's, or another statement of this one) must
+  // make it read the device again.
+  const auto path = dir_ / "fwdepot.db";
+  const DeviceCheckin idle{"dev-1", "board-a", "1.0.0", "idle", {}, {}, {}};
+  ASSERT_TRUE(catalog_->record_checkin(idle, 100));
+  auto again = catalog_->record_checkin(idle, 101);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->last_seen, 101);
+  EXPECT_EQ(catalog_->find_device("dev-1")->last_seen, 101);
+  ASSERT_EQ(catalog_->list_events("dev-1", {})->size(), 1u);
+
+  // Another process: the last event is no longer this check-in, the row changed.
+  exec_beside(path,
+              "INSERT INTO device_events(device_id, at, kind, state, version) "
+              "VALUES ('dev-1', 102, 'offer', 'idle', '1.0.0')");
+  exec_beside(path, "UPDATE devices SET version = '0.9.0', last_result = 'success'");
+  auto recorded = catalog_->record_checkins({&idle, 1}, 103);
+  ASSERT_TRUE(recorded);
+  ASSERT_TRUE((*recorded)[0]);
+  ASSERT_TRUE(*(*recorded)[0]);
+  EXPECT_EQ((*(*recorded)[0])->version, "0.9.0");  // the device as it was, read again
+  EXPECT_EQ((*(*recorded)[0])->last_result, "success");
+  EXPECT_EQ(catalog_->find_device("dev-1")->version, "1.0.0");
+  ASSERT_EQ(catalog_->list_events("dev-1", {})->size(), 3u);
+
+  // Another process deletes the device: the next check-in registers it again.
+  exec_beside(path, "DELETE FROM device_events; DELETE FROM devices");
+  ASSERT_TRUE(catalog_->record_checkin(idle, 103));
+  auto back = catalog_->find_device("dev-1");
+  ASSERT_TRUE(back) << back.error();
+  EXPECT_EQ(back->first_seen, 103);
+  EXPECT_EQ(catalog_->list_events("dev-1", {})->size(), 1u);
+
+  // This connection writes an event of its own: the check-in after it is history again.
+  ASSERT_TRUE(catalog_->append_event(DeviceEvent{.id = 0,
+                                                 .device_id = "dev-1",
+                                                 .at = 104,
+                                                 .kind = "offer",
+                                                 .state = "idle",
+                                                 .version = "1.0.0",
+                                                 .result = {},
+                                                 .message = {},
+                                                 .image_id = {}}));
+  ASSERT_TRUE(catalog_->record_checkin(idle, 104));
+  const auto events = catalog_->list_events("dev-1", {});
+  ASSERT_EQ(events->size(), 3u);
+  EXPECT_EQ(events->back().kind, "checkin");
+  EXPECT_EQ(events->back().at, 104);
+}
+
 TEST_F(SqliteCatalogTest, PagesFiltersAndSortsDevices) {
   for (int i = 0; i < 25; ++i) {
     const std::string id = "dev-" + std::string(i < 10 ? "0" : "") + std::to_string(i);
