@@ -286,7 +286,9 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options) {
   impl->threads = thread_count(o);
   impl->io = std::make_unique<asio::io_context>();
   // With one serving thread, a batch's answers go out in one post to it: each check-in's
-  // coroutine then resumes in turn without a hop of its own (see record_checkin).
+  // coroutine then resumes in turn without a hop of its own (see record_checkin). The writer's
+  // wake-up is posted there too, so that it runs once the round of the event loop that queued
+  // the check-ins is through: one wake-up and one transaction for all of them.
   CheckinWriter::Deliver deliver;
   if (impl->threads == 1) {
     deliver = [ex = impl->io->get_executor()](std::function<void()> f) {
@@ -295,7 +297,7 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options) {
   }
   impl->checkins = std::make_unique<CheckinWriter>(
       std::move(*writer_catalog), [] { return static_cast<std::int64_t>(std::time(nullptr)); }, 256,
-      std::move(deliver));
+      deliver, deliver);
   impl->backend = std::make_unique<Backend>(std::move(*catalog), std::move(*blobs));
   impl->devices = std::make_unique<DeviceService>(*impl->backend, impl->metrics);
   impl->admin = std::make_unique<AdminService>(*impl->backend, o.trusted_keys, o.threshold,

@@ -155,6 +155,41 @@ TEST(CheckinWriter, DeliversEachBatchsCallbacksInOneHop) {
   }
 }
 
+TEST(CheckinWriter, ADeferredWakeUpTakesEverythingSubmittedBeforeItRuns) {
+  TempDir dir;
+  auto reader = open(dir);
+  std::vector<std::function<void()>> wakes;  // what defer_wake was handed, run here
+  std::mutex m;
+  std::condition_variable all_done;
+  int answered = 0;
+  {
+    CheckinWriter writer(
+        open(dir), [] { return kNow; }, 256, nullptr,
+        [&](std::function<void()> f) { wakes.push_back(std::move(f)); });
+    for (int i = 0; i < 10; ++i) {
+      writer.submit(checkin(i), [&](storage::RecordedCheckin r) {
+        std::lock_guard g(m);
+        answered += r ? 1 : 0;
+        all_done.notify_one();
+      });
+    }
+    // One wake-up handed out for the ten, and the writer not woken before it runs.
+    ASSERT_EQ(wakes.size(), 1u);
+    EXPECT_EQ(writer.commits(), 0u);
+    wakes.front()();
+    {
+      std::unique_lock g(m);
+      ASSERT_TRUE(all_done.wait_for(g, std::chrono::seconds(30), [&] { return answered == 10; }));
+    }
+    EXPECT_EQ(writer.commits(), 1u);
+    // Once it ran, the next submit hands out a new one.
+    writer.submit(checkin(10), [&](storage::RecordedCheckin r) { answered += r ? 1 : 0; });
+    EXPECT_EQ(wakes.size(), 2u);
+  }  // the writer writes what is queued before it stops, woken or not
+  EXPECT_EQ(answered, 11);
+  EXPECT_EQ(reader->list_devices({})->total, 11u);
+}
+
 TEST(CheckinWriter, BatchThatCannotBeWrittenFailsEveryCheckinInIt) {
   TempDir dir;
   auto reader = open(dir);

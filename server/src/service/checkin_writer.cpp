@@ -4,16 +4,18 @@
 #include <algorithm>
 #include <exception>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace fwdepot::server {
 
 CheckinWriter::CheckinWriter(std::unique_ptr<storage::Catalog> catalog, Clock clock,
-                             std::size_t max_batch, Deliver deliver)
+                             std::size_t max_batch, Deliver deliver, Deliver defer_wake)
     : catalog_(std::move(catalog)),
       clock_(std::move(clock)),
       max_batch_(std::max<std::size_t>(1, max_batch)),
       deliver_(std::move(deliver)),
+      defer_wake_(std::move(defer_wake)),
       thread_([this] { run(); }) {}
 
 CheckinWriter::~CheckinWriter() {
@@ -26,9 +28,32 @@ CheckinWriter::~CheckinWriter() {
 }
 
 void CheckinWriter::submit(storage::DeviceCheckin c, Done done) {
+  bool defer = false;
   {
     std::lock_guard lock(mutex_);
     queue_.emplace_back(std::move(c), std::move(done));
+    if (defer_wake_) {
+      defer = !std::exchange(wake_deferred_, true);
+      if (!defer) {
+        return;  // the wake-up already handed out takes this one too
+      }
+    }
+  }
+  if (defer) {
+    try {
+      defer_wake_([this] { wake(); });
+      return;
+    } catch (const std::exception&) {
+      // could not be handed out: wake now rather than leave the check-in waiting
+    }
+  }
+  wake();
+}
+
+void CheckinWriter::wake() {
+  {
+    std::lock_guard lock(mutex_);
+    wake_deferred_ = false;
   }
   wake_.notify_one();
 }
@@ -52,7 +77,9 @@ void CheckinWriter::run() {
   while (true) {
     {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      // A wake-up handed out is waited for even by a writer that is up already: everything
+      // submitted until it runs goes in one batch.
+      wake_.wait(lock, [this] { return stopping_ || (!queue_.empty() && !wake_deferred_); });
       if (queue_.empty()) {
         return;  // stopping, and everything queued is written
       }

@@ -28,8 +28,13 @@ class CheckinWriter {
   /// the connection everything else uses). At most `max_batch` check-ins go in one commit.
   /// Without `deliver`, each batch's callbacks run on the writer's thread; with it, they run
   /// wherever `deliver` sends them, in one hop per batch rather than one per check-in.
+  /// Without `defer_wake`, each submit wakes the writer; with it, the first submit that finds
+  /// the writer not yet called hands `defer_wake` the wake-up, and the submits until it runs
+  /// join the same batch. Posted to the serving thread's io_context, the writer then wakes once
+  /// per round of the event loop (every check-in whose request arrived in it) instead of once
+  /// per check-in: fewer thread wake-ups and fewer transactions.
   CheckinWriter(std::unique_ptr<storage::Catalog> catalog, Clock clock, std::size_t max_batch = 256,
-                Deliver deliver = nullptr);
+                Deliver deliver = nullptr, Deliver defer_wake = nullptr);
   /// Records what is queued, runs its callbacks, and joins the thread.
   ~CheckinWriter();
   CheckinWriter(const CheckinWriter&) = delete;
@@ -53,14 +58,17 @@ class CheckinWriter {
   };
 
   void run();
+  void wake();
 
   std::unique_ptr<storage::Catalog> catalog_;
   Clock clock_;
   std::size_t max_batch_;
   Deliver deliver_;
+  Deliver defer_wake_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<std::pair<storage::DeviceCheckin, Done>> queue_;
+  bool wake_deferred_ = false;  // a wake-up is with defer_wake_, not yet run
   bool stopping_ = false;
   std::uint64_t commits_ = 0;
   std::uint64_t checkins_ = 0;
