@@ -726,6 +726,33 @@ class TlsClient {
   BIO* bio_ = nullptr;
 };
 
+TEST_F(HttpsServerTest, AnOffersUrlCarriesTheHostTheDeviceNamedAsAJsonString) {
+  start_server();
+  make_image("fw", "fw", "1.1.0", {"m1"}, random_payload(1000));
+  const auto id = publish("fw");
+  TlsClient client(server_->device_port(), dir_ / "dev-1.pem", dir_ / "dev-1.key");
+  const std::string body = checkin_body("1.0.0", "idle");
+  // A quote and a tab: legal in a field value, and each must be escaped in the answer's JSON.
+  ASSERT_TRUE(
+      client.write("POST /api/v1/device/checkin HTTP/1.1\r\nHost: h\"x\ty:1234\r\n"
+                   "Content-Type: application/json\r\nContent-Length: " +
+                   std::to_string(body.size()) + "\r\n\r\n" + body));
+  std::string response;
+  std::size_t head_end = std::string::npos;
+  std::size_t length = 0;
+  while (head_end == std::string::npos || response.size() < head_end + 4 + length) {
+    ASSERT_EQ(client.read_some(response), TlsClient::Read::data) << response;
+    head_end = response.find("\r\n\r\n");
+    if (const auto at = response.find("Content-Length: "); at != std::string::npos) {
+      length = std::stoul(response.substr(at + 16));
+    }
+  }
+  ASSERT_TRUE(response.starts_with("HTTP/1.1 200 ")) << response;
+  const auto answer = parse(response.substr(head_end + 4));
+  EXPECT_EQ(json::value_to<std::string>(answer.at("update").at("urls").at("https")),
+            "https://h\"x\ty:1234/api/v1/device/images/" + std::to_string(id));
+}
+
 TEST_F(HttpsServerTest, SlowLorisIsTimedOutWhileOthersAreServed) {
   options_.header_timeout = std::chrono::milliseconds(1500);
   start_server();

@@ -108,7 +108,17 @@ class TlsStream {
   /// them in a record it has not sent yet): async_write_some with the same buffers does.
   template <class ConstBuffers>
   std::size_t try_write_some(const ConstBuffers& buffers, error_code& ec) {
-    const Step step = Writer(buffers)(*this);
+    // A small answer in pieces (a head and a body) is gathered here on the stack: nothing of
+    // it has to outlive this call (OpenSSL accepts the bytes again from elsewhere).
+    constexpr std::size_t kOnStack = 4096;
+    const Step step = [&] {
+      if (boost::asio::buffer_size(buffers) <= kOnStack) {
+        char gathered[kOnStack];
+        const std::size_t n = boost::asio::buffer_copy(boost::asio::buffer(gathered), buffers);
+        return write_step(gathered, n);
+      }
+      return Writer(buffers)(*this);
+    }();
     ec = step.want == Want::nothing ? step.ec : boost::asio::error::would_block;
     return step.bytes;
   }
@@ -235,7 +245,7 @@ class TlsStream {
         return;
       }
       size_ = std::min(total, kRecordBytes);
-      gathered_ = std::make_unique<char[]>(size_);
+      gathered_ = std::make_unique_for_overwrite<char[]>(size_);
       boost::asio::buffer_copy(boost::asio::buffer(gathered_.get(), size_), buffers);
       data_ = gathered_.get();
     }

@@ -7,6 +7,7 @@
 
 #include <array>
 #include <boost/json.hpp>
+#include <initializer_list>
 
 namespace fwdepot::server {
 
@@ -45,6 +46,29 @@ constexpr std::array<std::string_view, 10> kResults = {"initial",
                                                        "unsupported_protocol"};
 
 ApiResponse bad_request(std::string_view message) { return api_error(400, "bad_request", message); }
+
+// Appends the concatenation of `parts` as one JSON string: quoted, with '"', '\\' and control
+// characters escaped (an origin comes from the request's Host field).
+void append_json_url(std::string& out, std::initializer_list<std::string_view> parts) {
+  constexpr std::string_view kHex = "0123456789abcdef";
+  out += '"';
+  for (std::string_view part : parts) {
+    for (const char c : part) {
+      const auto u = static_cast<unsigned char>(c);
+      if (c == '"' || c == '\\') {
+        out += '\\';
+        out += c;
+      } else if (u < 0x20) {
+        out += "\\u00";
+        out += kHex[u >> 4];
+        out += kHex[u & 0xf];
+      } else {
+        out += c;
+      }
+    }
+  }
+  out += '"';
+}
 
 }  // namespace
 
@@ -183,29 +207,37 @@ ApiResponse DeviceService::finish_checkin(const PendingCheckin& pending,
     return {200, R"({"update":null})"};
   }
   const std::string id = std::to_string(pending.offer->image.id);
-  std::string body = offer_answer_head(pending.offer);
+  constexpr std::string_view kHttpsPath = "/api/v1/device/images/";
+  constexpr std::string_view kCoapsPath = "/fw/";
+  // The answer is written once into a string sized for it: the kept head, then the URLs,
+  // which depend on the host the device reached. An origin escapes to at most 6 bytes a byte.
+  std::string body;
+  append_offer_answer_head(pending.offer, body,
+                           6 * (https_origin.size() + coaps_origin.size()) + kHttpsPath.size() +
+                               kCoapsPath.size() + 2 * id.size() + 32);
   body += '{';
   if (!https_origin.empty()) {
     body += "\"https\":";
-    const std::string url = std::string(https_origin) + "/api/v1/device/images/" + id;
-    body += json::serialize(json::string_view(url));
+    append_json_url(body, {https_origin, kHttpsPath, id});
   }
   if (!coaps_origin.empty()) {
     body += https_origin.empty() ? "\"coaps\":" : ",\"coaps\":";
-    const std::string url = std::string(coaps_origin) + "/fw/" + id;
-    body += json::serialize(json::string_view(url));
+    append_json_url(body, {coaps_origin, kCoapsPath, id});
   }
   body += "}}}";
   return {200, std::move(body)};
 }
 
-std::string DeviceService::offer_answer_head(const std::shared_ptr<const storage::Offer>& offer) {
+void DeviceService::append_offer_answer_head(const std::shared_ptr<const storage::Offer>& offer,
+                                             std::string& out, std::size_t room_after) {
   constexpr std::size_t kMaxKept = 64;  // offers live as long as their deployments are active
   const std::lock_guard lock(answers_mutex_);
   if (auto it = answers_.find(offer.get()); it != answers_.end()) {
     const auto& kept = it->second.offer;
     if (!kept.owner_before(offer) && !offer.owner_before(kept)) {
-      return it->second.head;
+      out.reserve(out.size() + it->second.head.size() + room_after);
+      out += it->second.head;
+      return;
     }
   }
   if (answers_.size() >= kMaxKept) {
@@ -229,8 +261,9 @@ std::string DeviceService::offer_answer_head(const std::shared_ptr<const storage
   // device reached, and the closing braces follow.
   std::string head = json::serialize(json::object{{"update", std::move(update)}});
   head.resize(head.size() - 4);
-  answers_[offer.get()] = OfferAnswer{offer, head};
-  return head;
+  out.reserve(out.size() + head.size() + room_after);
+  out += head;
+  answers_[offer.get()] = OfferAnswer{offer, std::move(head)};
 }
 
 result<storage::ImageRecord> DeviceService::authorize_download(const certs::DeviceIdentity& who,

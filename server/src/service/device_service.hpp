@@ -69,10 +69,11 @@ class DeviceService {
                                                                 std::int64_t image_id);
 
  private:
-  // The answer to a check-in that gets `offer`, up to its URLs: built once per offer (parsing
-  // and serializing the manifest was most of a check-in's answer), and kept while the catalog
-  // still hands out that offer.
-  std::string offer_answer_head(const std::shared_ptr<const storage::Offer>& offer);
+  // Appends the answer to a check-in that gets `offer`, up to its URLs, to `out`, with room for
+  // `room_after` bytes more. Built once per offer (parsing and serializing the manifest was most
+  // of a check-in's answer), and kept while the catalog still hands out that offer.
+  void append_offer_answer_head(const std::shared_ptr<const storage::Offer>& offer,
+                                std::string& out, std::size_t room_after);
 
   struct OfferAnswer {
     std::weak_ptr<const storage::Offer> offer;  // tells a reused address from the same offer
