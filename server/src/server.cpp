@@ -5,6 +5,7 @@
 #include "fwdepot/storage/image_store.hpp"
 #include "fwdepot/storage/sqlite_catalog.hpp"
 #include "https/session.hpp"
+#include "service/artifact_hashing.hpp"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
@@ -100,6 +101,7 @@ struct Server::Impl {
   ServerOptions options;
   std::unique_ptr<ServerTls> tls;
   std::unique_ptr<Backend> backend;
+  std::unique_ptr<ArtifactHashing> hashing;  // uses backend
   std::unique_ptr<DeviceService> devices;
   std::unique_ptr<AdminService> admin;
   std::unique_ptr<DdiService> ddi;
@@ -300,8 +302,10 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options) {
       deliver, deliver);
   impl->backend = std::make_unique<Backend>(std::move(*catalog), std::move(*blobs));
   impl->devices = std::make_unique<DeviceService>(*impl->backend, impl->metrics);
-  impl->admin = std::make_unique<AdminService>(*impl->backend, o.trusted_keys, o.threshold,
-                                               AdminLimits{o.max_image_bytes});
+  impl->hashing = std::make_unique<ArtifactHashing>(*impl->backend);
+  impl->admin = std::make_unique<AdminService>(
+      *impl->backend, o.trusted_keys, o.threshold, AdminLimits{o.max_image_bytes},
+      [hashing = impl->hashing.get()](std::int64_t id) { hashing->add(id); });
   impl->ctx = std::make_unique<ServerContext>(o, *impl->tls, *impl->backend, *impl->devices,
                                               *impl->admin, impl->metrics);
   impl->ctx->checkins = impl->checkins.get();

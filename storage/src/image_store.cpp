@@ -40,9 +40,6 @@ result<void> remove_image(Catalog& catalog, BlobStore& blobs, std::int64_t id) {
   return {};
 }
 
-namespace {
-
-// SHA-1 and MD5 of a stored blob, read in chunks.
 result<ArtifactHashes> hash_blob(BlobStore& blobs, const Sha256Digest& digest) {
   auto reader = blobs.open_blob(digest);
   if (!reader) {
@@ -64,8 +61,6 @@ result<ArtifactHashes> hash_blob(BlobStore& blobs, const Sha256Digest& digest) {
   }
   return hasher.finish();
 }
-
-}  // namespace
 
 result<StartupReport> recover_storage(Catalog& catalog, BlobStore& blobs) {
   StartupReport report;

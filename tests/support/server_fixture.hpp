@@ -183,10 +183,35 @@ class ServerFixture : public ::testing::Test {
     return curl(args);
   }
 
+  /// An accepted upload returns once the server has also stored the image's SHA-1 and MD5,
+  /// which it computes after answering (and before which DDI does not offer the image): the
+  /// test then sees the image as an agent would.
   HttpReply upload(const std::string& file) const {
-    return curl({"-H", "Authorization: Bearer " + token_, "-F",
-                 "manifest=@" + (dir_ / (file + ".dsse")).string(), "-F",
-                 "image=@" + (dir_ / (file + ".bin")).string(), admin_url("/api/v1/images")});
+    HttpReply r =
+        curl({"-H", "Authorization: Bearer " + token_, "-F",
+              "manifest=@" + (dir_ / (file + ".dsse")).string(), "-F",
+              "image=@" + (dir_ / (file + ".bin")).string(), admin_url("/api/v1/images")});
+    if (r.status == 201) {
+      wait_for_artifact_hashes(r.body);
+    }
+    return r;
+  }
+
+  // Asks for the image `created` (an upload's answer) until its "sha1" is filled in: each ask
+  // is a curl run, at most 600 of them.
+  void wait_for_artifact_hashes(const std::string& created) const {
+    const auto at = created.find("\"id\":");
+    ASSERT_NE(at, std::string::npos) << created;
+    const auto digits = created.find_first_not_of("0123456789", at + 5);
+    const std::string id = created.substr(at + 5, digits - (at + 5));
+    for (int i = 0; i < 600; ++i) {
+      auto got = admin("GET", "/api/v1/images/" + id);
+      ASSERT_EQ(got.status, 200) << got.body;
+      if (got.body.find("\"sha1\":\"\"") == std::string::npos) {
+        return;
+      }
+    }
+    ADD_FAILURE() << "image " << id << " never got its SHA-1 and MD5";
   }
 
   /// Everything the server stores: a full SQL dump (via the sqlite3 program, a reader of its

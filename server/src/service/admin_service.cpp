@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "service/admin_service.hpp"
 
-#include "fwdepot/core/digest.hpp"
 #include "fwdepot/core/encoding.hpp"
 #include "fwdepot/core/ids.hpp"
 #include "fwdepot/core/json.hpp"
@@ -185,11 +184,13 @@ class MultipartImageUpload final : public ImageUpload {
  public:
   MultipartImageUpload(Backend& backend, const std::vector<PublicKey>& trusted,
                        std::size_t threshold, std::uint64_t max_bytes, std::string boundary,
-                       std::unique_ptr<storage::BlobWriter> writer)
+                       std::unique_ptr<storage::BlobWriter> writer,
+                       const AdminService::Uploaded& uploaded)
       : backend_(backend),
         trusted_(trusted),
         threshold_(threshold),
         max_bytes_(max_bytes),
+        uploaded_(uploaded),
         writer_(std::move(writer)),
         parser_(std::move(boundary),
                 {.on_part_begin =
@@ -223,7 +224,7 @@ class MultipartImageUpload final : public ImageUpload {
     if (!digest) {
       return api_error(digest.error());
     }
-    ArtifactHashes hashes = hasher_.finish();
+    // The SHA-1 and MD5 that DDI agents are given come after the answer (ArtifactHashing).
     storage::NewImage image{.name = verified->manifest.name,
                             .version = verified->manifest.version.to_string(),
                             .models = verified->manifest.models,
@@ -234,8 +235,8 @@ class MultipartImageUpload final : public ImageUpload {
                             .description = verified->manifest.description,
                             .created_at = now,
                             .filename = artifact_filename(filename_, verified->manifest),
-                            .sha1_hex = std::move(hashes.sha1_hex),
-                            .md5_hex = std::move(hashes.md5_hex)};
+                            .sha1_hex = {},
+                            .md5_hex = {}};
     auto added =
         backend_.with_catalog([&](storage::Catalog& catalog) -> result<storage::ImageRecord> {
           auto id = storage::add_image(catalog, backend_.blobs(), image);
@@ -251,6 +252,9 @@ class MultipartImageUpload final : public ImageUpload {
         });
     if (!added) {
       return api_error(added.error());
+    }
+    if (uploaded_) {
+      uploaded_(added->id);
     }
     return ok_json(201, image_json(*added, true));
   }
@@ -290,7 +294,6 @@ class MultipartImageUpload final : public ImageUpload {
       return Error(core::error::too_many_bytes,
                    "more than the manifest's " + std::to_string(*size_bound_) + " bytes");
     }
-    hasher_.update(bytes);
     return writer_->write(bytes);
   }
 
@@ -329,6 +332,7 @@ class MultipartImageUpload final : public ImageUpload {
   const std::vector<PublicKey>& trusted_;
   std::size_t threshold_;
   std::uint64_t max_bytes_;
+  const AdminService::Uploaded& uploaded_;
   std::unique_ptr<storage::BlobWriter> writer_;
   MultipartParser parser_;
   Part part_ = Part::none;
@@ -336,8 +340,7 @@ class MultipartImageUpload final : public ImageUpload {
   bool image_seen_ = false;
   std::string manifest_;
   std::optional<std::uint64_t> size_bound_;  // the parsed (not yet verified) manifest's size
-  ArtifactHasher hasher_;
-  std::string filename_;  // the image part's, as sent
+  std::string filename_;                     // the image part's, as sent
   std::uint64_t received_ = 0;
 };
 
@@ -377,7 +380,7 @@ result<std::unique_ptr<ImageUpload>> AdminService::begin_upload(
   }
   return std::unique_ptr<ImageUpload>(std::make_unique<MultipartImageUpload>(
       backend_, trusted_keys_, threshold_, limits_.max_image_bytes, std::move(*boundary),
-      std::move(*writer)));
+      std::move(*writer), uploaded_));
 }
 
 ApiResponse AdminService::handle(std::string_view method, std::string_view path,

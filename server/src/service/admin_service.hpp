@@ -6,6 +6,7 @@
 #include "service/api.hpp"
 #include "service/multipart.hpp"
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -33,12 +34,17 @@ class ImageUpload {
 
 class AdminService {
  public:
+  /// Runs with each uploaded image's id once its row is committed, before the upload is
+  /// answered: the server queues it for its DDI hashes (ArtifactHashing).
+  using Uploaded = std::function<void(std::int64_t)>;
+
   AdminService(Backend& backend, std::vector<PublicKey> trusted_keys, std::size_t threshold,
-               AdminLimits limits)
+               AdminLimits limits, Uploaded uploaded = nullptr)
       : backend_(backend),
         trusted_keys_(std::move(trusted_keys)),
         threshold_(threshold),
-        limits_(limits) {}
+        limits_(limits),
+        uploaded_(std::move(uploaded)) {}
 
   /// The token's name if `authorization` is "Bearer <live token>". Errors: error::unauthorized.
   [[nodiscard]] result<std::string> authenticate(std::string_view authorization);
@@ -73,6 +79,7 @@ class AdminService {
   std::vector<PublicKey> trusted_keys_;
   std::size_t threshold_;
   AdminLimits limits_;
+  Uploaded uploaded_;
 };
 
 }  // namespace fwdepot::server

@@ -182,8 +182,11 @@ ApiResponse DdiService::poll(const certs::DeviceIdentity& who, std::string_view 
       known = static_cast<bool>(v);
       current = v ? std::optional<Version>(*v) : std::nullopt;
     }
+    // An image whose SHA-1 and MD5 are still being computed after its upload (ArtifactHashing)
+    // is not offered yet: every deploymentBase carries them.
     std::optional<std::int64_t> applicable;
-    if (*offer && known && should_offer(**offer, device->model, current)) {
+    if (*offer && known && should_offer(**offer, device->model, current) &&
+        !(*offer)->image.sha1_hex.empty() && !(*offer)->image.md5_hex.empty()) {
       applicable = (*offer)->deployment.id;
     }
     auto active = c.active_actions(who.device_id);

@@ -6,6 +6,7 @@
 //   - at start, temporary blobs are removed and orphans and rows without a sound blob reported.
 #pragma once
 
+#include "fwdepot/core/digest.hpp"
 #include "fwdepot/storage/blob_store.hpp"
 #include "fwdepot/storage/catalog.hpp"
 
@@ -28,6 +29,10 @@ namespace fwdepot::storage {
 /// Catalog::delete_image (not_found, in_use); a blob that cannot be removed is left as an orphan
 /// for the next recovery rather than failing a delete that has already happened.
 [[nodiscard]] result<void> remove_image(Catalog& catalog, BlobStore& blobs, std::int64_t id);
+
+/// The SHA-1 and MD5 of a committed blob (DDI's artifact hashes), read back in chunks.
+/// Errors: those of opening and reading the blob; error::corrupt if it is shorter than its size.
+[[nodiscard]] result<ArtifactHashes> hash_blob(BlobStore& blobs, const Sha256Digest& digest);
 
 struct StartupReport {
   std::size_t removed_temp_files = 0;
