@@ -897,12 +897,10 @@ result<std::vector<RecordedCheckin>> SqliteCatalog::record_checkins(
     out.reserve(batch.size());
     for (const DeviceCheckin& c : batch) {
       auto one = record_one_checkin(c, now);
-      // Some failures (a full disk, an I/O error) make SQLite roll back the whole transaction
-      // itself: then the batch fails with that error.
-      if (!one && sqlite3_get_autocommit(impl_->db()) != 0) {
+      if (!one) {
         return one.error();
       }
-      out.push_back(std::move(one));
+      out.push_back(std::move(*one));
     }
     if (auto r = tx->commit(); !r) {
       return r.error();
@@ -913,7 +911,18 @@ result<std::vector<RecordedCheckin>> SqliteCatalog::record_checkins(
   return recorded;
 }
 
-RecordedCheckin SqliteCatalog::record_one_checkin(const DeviceCheckin& c, std::int64_t now) {
+result<RecordedCheckin> SqliteCatalog::record_one_checkin(const DeviceCheckin& c,
+                                                          std::int64_t now) {
+  // Both the check-in's answer and the batch's can be an error: spelled out, not converted.
+  const auto answer = [](RecordedCheckin r) {
+    return result<RecordedCheckin>(boost::system::in_place_value, std::move(r));
+  };
+  const auto batch_fails = [](const Error& e) {
+    return result<RecordedCheckin>(boost::system::in_place_error, e);
+  };
+  // Some failures (a full disk, an I/O error) make SQLite roll back the whole transaction
+  // itself: then the batch fails with that error.
+  const auto batch_lost = [&] { return sqlite3_get_autocommit(impl_->db()) != 0; };
   CheckinMemo& memo = impl_->checkins;
   if (CheckinMemo::Device* known = memo.repeated_by(c)) {
     // Nothing new: at most last_seen moves, in one statement, which fails whole or not at all.
@@ -921,14 +930,14 @@ RecordedCheckin SqliteCatalog::record_one_checkin(const DeviceCheckin& c, std::i
     if (known->row.last_seen != now) {
       if (auto r = touch_last_seen(c.device_id, now); !r) {
         memo.forget(c.device_id);
-        return r.error();
+        return batch_lost() ? batch_fails(r.error()) : answer(r.error());
       }
       known->row.last_seen = now;
     }
-    return before;
+    return answer(std::move(before));
   }
   if (auto r = impl_->run("SAVEPOINT checkin"); !r) {
-    return r.error();
+    return batch_fails(r.error());
   }
   auto one = [&]() -> RecordedCheckin {
     auto before = find_device(c.device_id);
@@ -944,24 +953,24 @@ RecordedCheckin SqliteCatalog::record_one_checkin(const DeviceCheckin& c, std::i
     }
     return known;
   }();
+  memo.forget(c.device_id);  // remembered again below once all of it stands
   // A failed check-in leaves nothing behind; the savepoint is released either way so that the
-  // next one starts at the same depth.
+  // next one starts at the same depth. Should either statement fail, the batch does.
   if (!one) {
-    memo.forget(c.device_id);
-    if (sqlite3_get_autocommit(impl_->db()) != 0) {
-      return one;
+    if (batch_lost()) {
+      return batch_fails(one.error());
     }
     if (auto r = impl_->run("ROLLBACK TO checkin"); !r) {
-      return r.error();
+      return batch_fails(r.error());
     }
   }
   if (auto r = impl_->run("RELEASE checkin"); !r) {
-    return r.error();
+    return batch_fails(r.error());
   }
   if (one) {
     memo.remember(c, *one, now);
   }
-  return one;
+  return answer(std::move(one));
 }
 
 result<void> SqliteCatalog::touch_last_seen(std::string_view device_id, std::int64_t now) {

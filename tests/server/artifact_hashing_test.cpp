@@ -42,14 +42,14 @@ class ArtifactHashingTest : public ::testing::Test {
   }
 
   // An image of `bytes` as an upload stores it now: committed, without SHA-1 and MD5.
-  std::int64_t add_unhashed(const std::string& bytes) {
+  std::int64_t add_unhashed(const std::string& bytes, const std::string& version = "1.1.0") {
     auto writer = backend_->blobs().begin_write();
     EXPECT_TRUE(writer);
     EXPECT_TRUE((*writer)->write(bytes));
     auto digest = (*writer)->commit();
     EXPECT_TRUE(digest);
     storage::NewImage image{.name = "fw",
-                            .version = "1.1.0",
+                            .version = version,
                             .models = {"m1"},
                             .size_bytes = bytes.size(),
                             .sha256 = *digest,
@@ -112,6 +112,31 @@ TEST_F(ArtifactHashingTest, StoresTheHashesOfWhatIsQueuedAndOffersOverDdiOnlyThe
   polled = ddi.poll(who, "https://h/DEFAULT/controller/v1/dev-1", 21);
   ASSERT_EQ(polled.status, 200) << polled.body;
   EXPECT_NE(polled.body.find("deploymentBase"), std::string::npos) << polled.body;
+}
+
+TEST_F(ArtifactHashingTest, ANewerDeploymentSupersedesWhileItsImageIsBeingHashed) {
+  const std::int64_t a = add_unhashed("image a", "1.1.0");
+  const std::int64_t b = add_unhashed("image b", "1.2.0");
+  ASSERT_TRUE(backend_->with_catalog([&](storage::Catalog& c) {
+    return c.set_artifact_fields(a, "fw.bin", std::string(40, 'a'), std::string(32, 'a'));
+  }));
+  ASSERT_TRUE(backend_->with_catalog([&](storage::Catalog& c) {
+    return c.create_deployment({.image_id = a, .devices = {}, .models = {"m1"}, .created_at = 1});
+  }));
+  Metrics metrics;
+  DdiService ddi(*backend_, metrics, DdiOptions{});
+  const certs::DeviceIdentity who{"dev-1", "m1", "01"};
+  const std::string base = "https://h/DEFAULT/controller/v1/dev-1";
+  auto polled = ddi.poll(who, base, 20);
+  EXPECT_NE(polled.body.find("deploymentBase"), std::string::npos) << polled.body;
+  // The admin replaces it with an image whose hashes are not stored yet: the running action is
+  // stopped at once (not offered on), and the new one waits for its hashes.
+  ASSERT_TRUE(backend_->with_catalog([&](storage::Catalog& c) {
+    return c.create_deployment({.image_id = b, .devices = {}, .models = {"m1"}, .created_at = 2});
+  }));
+  polled = ddi.poll(who, base, 21);
+  EXPECT_NE(polled.body.find("cancelAction"), std::string::npos) << polled.body;
+  EXPECT_EQ(polled.body.find("deploymentBase"), std::string::npos) << polled.body;
 }
 
 }  // namespace

@@ -332,7 +332,7 @@ class MultipartImageUpload final : public ImageUpload {
   const std::vector<PublicKey>& trusted_;
   std::size_t threshold_;
   std::uint64_t max_bytes_;
-  const AdminService::Uploaded& uploaded_;
+  AdminService::Uploaded uploaded_;
   std::unique_ptr<storage::BlobWriter> writer_;
   MultipartParser parser_;
   Part part_ = Part::none;

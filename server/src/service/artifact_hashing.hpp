@@ -7,6 +7,7 @@
 
 #include "service/api.hpp"
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -22,8 +23,9 @@ namespace fwdepot::server {
 /// start (storage::recover_storage), as images from before these hashes were recorded are.
 class ArtifactHashing {
  public:
-  /// Runs on the hashing thread after each queued image is done with: its id, and whether its
-  /// hashes are stored now (false: it was deleted meanwhile, or reading it failed, logged).
+  /// Runs on the hashing thread after each attempt: the image's id, and whether its hashes are
+  /// stored now (false: it was deleted meanwhile, or the attempt failed, which is logged and
+  /// tried again kRetry after the queue ran empty).
   using Done = std::function<void(std::int64_t, bool)>;
 
   explicit ArtifactHashing(Backend& backend, Done done = nullptr);
@@ -36,8 +38,11 @@ class ArtifactHashing {
   void add(std::int64_t id);
 
  private:
+  static constexpr std::chrono::seconds kRetry{30};
+  enum class Outcome { stored, gone, failed };
+
   void run();
-  bool hash(std::int64_t id);
+  Outcome hash(std::int64_t id);
 
   Backend& backend_;
   Done done_;

@@ -182,13 +182,14 @@ ApiResponse DdiService::poll(const certs::DeviceIdentity& who, std::string_view 
       known = static_cast<bool>(v);
       current = v ? std::optional<Version>(*v) : std::nullopt;
     }
-    // An image whose SHA-1 and MD5 are still being computed after its upload (ArtifactHashing)
-    // is not offered yet: every deploymentBase carries them.
     std::optional<std::int64_t> applicable;
-    if (*offer && known && should_offer(**offer, device->model, current) &&
-        !(*offer)->image.sha1_hex.empty() && !(*offer)->image.md5_hex.empty()) {
+    if (*offer && known && should_offer(**offer, device->model, current)) {
       applicable = (*offer)->deployment.id;
     }
+    // An image whose SHA-1 and MD5 are still being computed after its upload (ArtifactHashing)
+    // gets no action yet (every deploymentBase carries them), though it already supersedes.
+    const bool hashed =
+        applicable && !(*offer)->image.sha1_hex.empty() && !(*offer)->image.md5_hex.empty();
     auto active = c.active_actions(who.device_id);
     if (!active) {
       return active.error();
@@ -209,7 +210,7 @@ ApiResponse DdiService::poll(const certs::DeviceIdentity& who, std::string_view 
         p.deployment = a.id;
       }
     }
-    if (p.cancel || p.deployment || !applicable) {
+    if (p.cancel || p.deployment || !applicable || !hashed) {
       return p;
     }
     // Once per deployment: an action the device closed (with a failure, say) is not offered

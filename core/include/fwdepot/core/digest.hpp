@@ -15,9 +15,9 @@ struct ArtifactHashes {
   std::string md5_hex;
 };
 
-/// Both hashes in one pass over bytes fed in any chunking, computed on a thread of the
-/// hasher's own (started by the first update(), joined by finish() or the destructor) while the
-/// caller goes on. update() copies the bytes, and waits when 8 MiB are queued.
+/// Both hashes in one pass over bytes fed in any chunking. Computed after an upload has been
+/// answered (server: ArtifactHashing) and at start for images without them, never on a
+/// request's path: MD5 alone runs at about 0.57 GB/s here.
 class ArtifactHasher {
  public:
   ArtifactHasher();

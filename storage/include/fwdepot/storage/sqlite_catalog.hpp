@@ -99,8 +99,8 @@ class SqliteCatalog final : public Catalog {
 
  private:
   explicit SqliteCatalog(std::unique_ptr<Impl> impl);
-  // One check-in of a batch, inside the batch's transaction.
-  RecordedCheckin record_one_checkin(const DeviceCheckin& c, std::int64_t now);
+  // One check-in of a batch, inside the batch's transaction; an error fails the whole batch.
+  result<RecordedCheckin> record_one_checkin(const DeviceCheckin& c, std::int64_t now);
   result<void> touch_last_seen(std::string_view device_id, std::int64_t now);
   // The rows of one check-in, inside a transaction the caller holds.
   result<void> write_checkin(const DeviceCheckin& c, const std::optional<DeviceRecord>& before,
