@@ -9,6 +9,7 @@
 //
 //   build/bench/fwdepot-micro-bench [--benchmark_filter=REGEX]
 #include "coaps/messages.hpp"
+#include "coaps/read_ahead.hpp"
 #include "fwdepot/core/encoding.hpp"
 #include "fwdepot/core/manifest.hpp"
 #include "fwdepot/core/verifier.hpp"
@@ -18,8 +19,6 @@
 #include "service/metrics.hpp"
 
 #include <benchmark/benchmark.h>
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -183,20 +182,24 @@ void BM_Checkin(benchmark::State& state) {
 BENCHMARK(BM_Checkin)->ArgName("offer")->Arg(0)->Arg(1)->UseRealTime();
 
 // --- A CoAPS Block2 block -----------------------------------------------------------------------
+// What the listener does with each block request of a download, apart from DTLS and libcoap:
+// reads its Block2 option and firmware id, and answers from the blob through the read-ahead.
 void BM_Block2(benchmark::State& state) {
   const unsigned szx = static_cast<unsigned>(state.range(0));
   const std::size_t block = std::size_t{1} << (szx + 4);
   constexpr std::uint64_t kTotal = 1 << 20;
-  char path[] = "/tmp/fwdepot-bench-blob-XXXXXX";
-  const int fd = mkstemp(path);
-  if (fd < 0) {
-    die("mkstemp");
+  std::string tmpl = (std::filesystem::temp_directory_path() / "fwdepot-bench-XXXXXX").string();
+  if (mkdtemp(tmpl.data()) == nullptr) {
+    die("mkdtemp");
   }
-  unlink(path);
-  const std::string bytes(kTotal, '\x33');
-  if (write(fd, bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size())) {
-    die("write");
+  const std::filesystem::path dir = tmpl;
+  auto store = value_or_die(storage::FileBlobStore::open(dir / "blobs"), "blob store");
+  auto writer = value_or_die(store->begin_write(), "blob write");
+  if (!writer->write(std::string(kTotal, '\x33'))) {
+    die("blob write");
   }
+  auto reader =
+      value_or_die(store->open_blob(value_or_die(writer->commit(), "blob commit")), "blob open");
   coap_startup();
   const std::array<std::uint8_t, 8> etag{1, 2, 3, 4, 5, 6, 7, 8};
   // The requests of a whole download, made beforehand: what is timed is the answer to each,
@@ -211,17 +214,19 @@ void BM_Block2(benchmark::State& state) {
                     coap_encode_var_safe(buf, sizeof buf, (num << 4) | szx), buf);
     requests.push_back(request);
   }
+  server::ReadAhead ahead;
   std::size_t next = 0;
   for (auto _ : state) {
     coap_pdu_t* response = coap_pdu_init(COAP_MESSAGE_ACK, COAP_EMPTY_CODE, 1, 1400);
-    const int status = server::answer_block(
-        requests[next], response, kTotal, etag, COAP_MEDIATYPE_APPLICATION_OCTET_STREAM,
-        [fd](std::uint64_t offset, std::span<char> out) {
-          return pread(fd, out.data(), out.size(), static_cast<off_t>(offset)) ==
-                 static_cast<ssize_t>(out.size());
-        });
+    const auto asked = server::block2(requests[next]);
+    const auto id = server::firmware_id(requests[next]);
+    const auto answer = server::answer_block(requests[next], asked, response, kTotal, etag,
+                                             COAP_MEDIATYPE_APPLICATION_OCTET_STREAM,
+                                             [&](std::uint64_t offset, std::span<char> out) {
+                                               return ahead.copy(*reader, offset, out);
+                                             });
     coap_delete_pdu(response);
-    if (status != 205) {
+    if (answer.status != 205 || id != 1) {
       state.SkipWithError("answer_block failed");
       break;
     }
@@ -231,7 +236,8 @@ void BM_Block2(benchmark::State& state) {
     coap_delete_pdu(request);
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * block));
-  close(fd);
+  reader.reset();
+  std::filesystem::remove_all(dir);
 }
 BENCHMARK(BM_Block2)->ArgName("szx")->Arg(6)->Arg(5)->Arg(4);
 

@@ -42,6 +42,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (const auto port = server::uri_port(request.p)) {
     fuzz::check(*port > 0, "a Uri-Port is non-zero");
   }
+  const auto asked = server::block2(request.p);
   static constexpr std::array<std::uint64_t, 6> kTotals = {1, 16, 1000, 1024, 1025, 300017};
   static constexpr std::array<std::uint8_t, 8> kEtag = {1, 2, 3, 4, 5, 6, 7, 8};
   for (const std::uint64_t total : kTotals) {
@@ -49,8 +50,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     Pdu response(coap_pdu_init(COAP_MESSAGE_ACK, COAP_EMPTY_CODE, 0, 1152));
     std::uint64_t read_from = 0;
     std::size_t read_bytes = 0;
-    const int status = server::answer_block(
-        request.p, response.p, total, kEtag, COAP_MEDIATYPE_APPLICATION_OCTET_STREAM,
+    const auto [status, more] = server::answer_block(
+        request.p, asked, response.p, total, kEtag, COAP_MEDIATYPE_APPLICATION_OCTET_STREAM,
         [&](std::uint64_t offset, std::span<char> out) {
           fuzz::check(offset + out.size() <= total, "reads stay inside the payload");
           read_from = offset;
@@ -60,6 +61,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         });
     if (status != 205) {
       fuzz::check(status == 402 || status == 500, "205, 4.02 or 5.00");
+      fuzz::check(!more, "a refusal has nothing after it");
       continue;
     }
     std::size_t length = 0;
@@ -68,6 +70,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       length = 0;
     }
     fuzz::check(length == read_bytes, "the body is what was read");
+    fuzz::check(more == (read_from + length < total), "more follows exactly when bytes do");
     coap_block_t sent{};
     if (coap_get_block(response.p, COAP_OPTION_BLOCK2, &sent) != 0) {
       const std::uint64_t block = std::uint64_t{1} << (sent.szx + 4);

@@ -2,6 +2,7 @@
 #include "coaps/listener.hpp"
 
 #include "coaps/messages.hpp"
+#include "coaps/read_ahead.hpp"
 
 #include "fwdepot/certs/pki.hpp"
 #include "fwdepot/core/ids.hpp"
@@ -17,7 +18,7 @@
 #include <arpa/inet.h>
 #include <coap3/coap.h>
 #include <openssl/ssl.h>
-#include <poll.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
@@ -26,6 +27,8 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 
+#include <array>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <ctime>
@@ -62,7 +65,14 @@ struct Peer {
   std::int64_t image_id = 0;
   storage::ImageRecord image;
   std::unique_ptr<storage::BlobReader> reader;
+  ReadAhead ahead;  // the reader's bytes around the block being served
   std::chrono::steady_clock::time_point authorized_at;
+
+  void close_blob() {
+    reader.reset();
+    ahead.clear();
+    image_id = 0;
+  }
 };
 
 // libcoap logs through us, at warning level and above, as escaped values.
@@ -198,35 +208,47 @@ struct CoapsListener::Impl {
     metrics.coaps_sessions(static_cast<std::int64_t>(established));
   }
 
-  // libcoap reads one datagram per readiness; drain what is there, then wait again. The same
-  // descriptor wakes us when libcoap's next retransmission or expiry timer is due.
+  // libcoap's descriptor is an epoll set of its socket and its timer, which Asio watches
+  // edge-triggered: a wake-up takes what is ready until nothing is, and libcoap reads one
+  // datagram per round. Each round is one epoll_wait and libcoap's work (which re-arms its
+  // timer once); after kRounds the rest waits behind the other listeners' handlers.
   void wait() {
     descriptor->async_wait(asio::posix::descriptor_base::wait_read,
                            asio::bind_executor(strand, [this](const boost::system::error_code& ec) {
-                             if (ec || stopped) {
-                               return;
+                             if (!ec && !stopped) {
+                               drain();
                              }
-                             for (int i = 0; i < 64; ++i) {
-                               coap_io_process(context, COAP_IO_NO_WAIT);
-                               pollfd p{coap_context_get_coap_fd(context), POLLIN, 0};
-                               if (::poll(&p, 1, 0) <= 0) {
-                                 break;
-                               }
-                             }
-                             wait();
                            }));
+  }
+
+  void drain() {
+    constexpr int kRounds = 64;
+    const int fd = coap_context_get_coap_fd(context);
+    for (int round = 0; round < kRounds; ++round) {
+      std::array<epoll_event, 16> events;
+      const int n = ::epoll_wait(fd, events.data(), static_cast<int>(events.size()), 0);
+      if (n < 0 && errno == EINTR) {
+        continue;
+      }
+      if (n <= 0) {
+        wait();
+        return;
+      }
+      coap_io_do_epoll(context, events.data(), static_cast<std::size_t>(n));
+    }
+    asio::post(strand, [this] {
+      if (!stopped) {
+        drain();
+      }
+    });
   }
 
   // One line per request; a block-wise transfer logs its first block (and any failure) at
   // info, the blocks after it at debug, so a 64-byte-block download is not thousands of lines.
-  void log_request(coap_session_t* session, const certs::DeviceIdentity* who,
-                   const coap_pdu_t* request, const char* method, const char* route, int status,
-                   std::size_t bytes) {
+  void log_request(coap_session_t* session, const certs::DeviceIdentity* who, unsigned block,
+                   const char* method, const char* route, int status, std::size_t bytes) {
     metrics.request("coaps", route, status);
-    coap_block_t block{0, 0, 0};
-    const bool later_block =
-        coap_get_block(request, COAP_OPTION_BLOCK2, &block) != 0 && block.num > 0;
-    const auto level = later_block && status == 205 ? spdlog::level::debug : spdlog::level::info;
+    const auto level = block > 0 && status == 205 ? spdlog::level::debug : spdlog::level::info;
     if (!spdlog::should_log(level)) {
       return;
     }
@@ -238,7 +260,7 @@ struct CoapsListener::Impl {
     spdlog::log(level,
                 "request listener=coaps peer={} who={} method={} route={} status={} block={} "
                 "bytes={}",
-                log_value(peer_text), who ? who->device_id : "-", method, route, status, block.num,
+                log_value(peer_text), who ? who->device_id : "-", method, route, status, block,
                 bytes);
   }
 
@@ -246,11 +268,10 @@ struct CoapsListener::Impl {
                          const coap_string_t*, coap_pdu_t* response) {
     Impl& self = of(session);
     Peer& peer = self.peer(session);
-    coap_block_t block{0, 0, 0};
-    const bool continuation =
-        coap_get_block(request, COAP_OPTION_BLOCK2, &block) != 0 && block.num > 0;
+    const auto asked = block2(request);
+    const unsigned block = block_number(asked);
     const certs::DeviceIdentity* who = identity(session, peer);
-    if (!continuation) {
+    if (block == 0) {
       std::size_t len = 0;
       const std::uint8_t* data = nullptr;
       if (coap_get_data(request, &len, &data) == 0) {
@@ -268,82 +289,74 @@ struct CoapsListener::Impl {
       peer.answer = std::move(r.body);
     } else if (peer.answer.empty()) {
       coap_pdu_set_code(response, COAP_RESPONSE_CODE_BAD_REQUEST);
-      self.log_request(session, who, request, "POST", "/checkin", 400, 0);
+      self.log_request(session, who, block, "POST", "/checkin", 400, 0);
       return;
     }
     const std::string& body = peer.answer;
-    int status = answer_block(request, response, body.size(), {}, COAP_MEDIATYPE_APPLICATION_JSON,
-                              [&](std::uint64_t offset, std::span<char> out) {
-                                std::copy_n(body.data() + offset, out.size(), out.data());
-                                return true;
-                              });
+    int status =
+        answer_block(request, asked, response, body.size(), {}, COAP_MEDIATYPE_APPLICATION_JSON,
+                     [&](std::uint64_t offset, std::span<char> out) {
+                       std::copy_n(body.data() + offset, out.size(), out.data());
+                       return true;
+                     })
+            .status;
     if (status == 205 && peer.code != 200) {
       coap_pdu_set_code(response, coap_code(peer.code));
       status = status_of(coap_code(peer.code));
     }
-    self.log_request(session, who, request, "POST", "/checkin", status, body.size());
+    self.log_request(session, who, block, "POST", "/checkin", status, body.size());
   }
 
   static void on_unknown_get(coap_resource_t*, coap_session_t* session, const coap_pdu_t* request,
                              const coap_string_t*, coap_pdu_t* response) {
     Impl& self = of(session);
+    const auto asked = block2(request);
+    const unsigned block = block_number(asked);
     const auto firmware = firmware_id(request);
     if (!firmware) {
       coap_pdu_set_code(response, COAP_RESPONSE_CODE_NOT_FOUND);
-      self.log_request(session, nullptr, request, "GET", "unknown", 404, 0);
+      self.log_request(session, nullptr, block, "GET", "unknown", 404, 0);
       return;
     }
     const std::int64_t id = *firmware;
     Peer& peer = self.peer(session);
     const certs::DeviceIdentity* who = identity(session, peer);
-    if (!self.authorize(request, peer, who, id)) {
+    if (!self.authorize(block > 0, peer, who, id)) {
       // Unknown, not offered, or no identity: one answer, so ids cannot be probed.
       coap_pdu_set_code(response, COAP_RESPONSE_CODE_FORBIDDEN);
-      self.log_request(session, who, request, "GET", "/fw/{id}", 403, 0);
+      self.log_request(session, who, block, "GET", "/fw/{id}", 403, 0);
       return;
     }
     if (!peer.reader) {
       coap_pdu_set_code(response, COAP_RESPONSE_CODE_INTERNAL_ERROR);
-      self.log_request(session, who, request, "GET", "/fw/{id}", 500, 0);
+      self.log_request(session, who, block, "GET", "/fw/{id}", 500, 0);
       return;
     }
-    const storage::ImageRecord* image = &peer.image;
-    storage::BlobReader* reader = peer.reader.get();
     // ETag: the payload digest's first 8 bytes (CoAP's limit); it changes with the payload.
-    const std::span<const std::uint8_t> etag(image->sha256.data(), 8);
+    const std::span<const std::uint8_t> etag(peer.image.sha256.data(), 8);
     std::size_t sent = 0;
-    const int status = answer_block(request, response, image->size_bytes, etag,
-                                    COAP_MEDIATYPE_APPLICATION_OCTET_STREAM,
-                                    [&](std::uint64_t offset, std::span<char> out) {
-                                      while (!out.empty()) {
-                                        auto got = reader->read_at(offset, out);
-                                        if (!got || *got == 0) {
-                                          return false;
-                                        }
-                                        offset += *got;
-                                        sent += *got;
-                                        out = out.subspan(*got);
-                                      }
-                                      return true;
-                                    });
+    const BlockAnswer answer = answer_block(request, asked, response, peer.image.size_bytes, etag,
+                                            COAP_MEDIATYPE_APPLICATION_OCTET_STREAM,
+                                            [&](std::uint64_t offset, std::span<char> out) {
+                                              if (!peer.ahead.copy(*peer.reader, offset, out)) {
+                                                return false;
+                                              }
+                                              sent = out.size();
+                                              return true;
+                                            });
     self.metrics.bytes_served(sent);
-    self.log_request(session, who, request, "GET", "/fw/{id}", status, sent);
-    coap_block_t served{};
-    if (status != 205 || coap_get_block(response, COAP_OPTION_BLOCK2, &served) == 0 || !served.m) {
-      // The last block is out: close the blob, so that idle sessions hold no files open.
-      peer.reader.reset();
-      peer.image_id = 0;
+    self.log_request(session, who, block, "GET", "/fw/{id}", answer.status, sent);
+    if (!answer.more) {
+      // The last block is out (or none could be): close the blob, so that idle sessions hold
+      // no files open.
+      peer.close_blob();
     }
   }
 
   // Whether `who` may have image `id`: asked of the catalog when a transfer starts (block 0),
   // when another image is asked for, and every kReauthorizeAfter; otherwise the session's
   // earlier answer stands, with the blob it opened.
-  bool authorize(const coap_pdu_t* request, Peer& peer, const certs::DeviceIdentity* who,
-                 std::int64_t id) {
-    coap_block_t block{0, 0, 0};
-    const bool later_block =
-        coap_get_block(request, COAP_OPTION_BLOCK2, &block) != 0 && block.num > 0;
+  bool authorize(bool later_block, Peer& peer, const certs::DeviceIdentity* who, std::int64_t id) {
     const auto now = std::chrono::steady_clock::now();
     if (who != nullptr && later_block && peer.image_id == id &&
         now - peer.authorized_at < kReauthorizeAfter) {
@@ -359,6 +372,7 @@ struct CoapsListener::Impl {
       return false;
     }
     if (!peer.reader || peer.image.sha256 != image->sha256) {
+      peer.close_blob();
       auto reader = backend.blobs().open_blob(image->sha256);
       peer.reader = reader ? std::move(*reader) : nullptr;
     }

@@ -40,20 +40,40 @@ int status_of(coap_pdu_code_t code) {
 }
 
 std::optional<std::int64_t> firmware_id(const coap_pdu_t* request) {
-  coap_string_t* raw = coap_get_uri_path(request);
-  const std::string path =
-      raw != nullptr ? std::string(reinterpret_cast<const char*>(raw->s), raw->length) : "";
-  coap_delete_string(raw);
-  if (!path.starts_with("fw/")) {
+  // Read from the Uri-Path options in place: exactly "fw" and the digits, nothing after them.
+  coap_opt_filter_t filter;
+  coap_option_filter_clear(&filter);
+  coap_option_filter_set(&filter, COAP_OPTION_URI_PATH);
+  coap_opt_iterator_t it;
+  if (coap_option_iterator_init(request, &it, &filter) == nullptr) {
     return std::nullopt;
   }
-  const std::string_view digits = std::string_view(path).substr(3);
+  auto segment = [&]() -> std::optional<std::string_view> {
+    const coap_opt_t* o = coap_option_next(&it);
+    if (o == nullptr) {
+      return std::nullopt;
+    }
+    return std::string_view(reinterpret_cast<const char*>(coap_opt_value(o)), coap_opt_length(o));
+  };
+  const auto first = segment();
+  const auto digits = segment();
+  if (first != "fw" || !digits || segment()) {
+    return std::nullopt;
+  }
   std::int64_t id = 0;
-  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), id);
-  if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size() || id <= 0) {
+  const auto [end, ec] = std::from_chars(digits->data(), digits->data() + digits->size(), id);
+  if (digits->empty() || ec != std::errc() || end != digits->data() + digits->size() || id <= 0) {
     return std::nullopt;
   }
   return id;
+}
+
+std::optional<coap_block_t> block2(const coap_pdu_t* request) {
+  coap_block_t block{0, 0, 0};
+  if (coap_get_block(request, COAP_OPTION_BLOCK2, &block) == 0) {
+    return std::nullopt;
+  }
+  return block;
 }
 
 std::string uri_host(const coap_pdu_t* request) {
