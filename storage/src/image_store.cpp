@@ -94,7 +94,7 @@ result<StartupReport> recover_storage(Catalog& catalog, BlobStore& blobs) {
       report.broken_images.push_back(image.id);
       continue;
     }
-    if (image.filename.empty() || image.sha1_hex.empty() || image.md5_hex.empty()) {
+    if (image.filename.empty() || !image.has_artifact_hashes()) {
       auto hashes = hash_blob(blobs, image.sha256);
       if (!hashes) {
         return hashes.error();

@@ -398,6 +398,28 @@ DeviceRecord read_device(const Query& q) {
                       q.opt_text(5), q.int64(6), q.int64(7), q.text(8)};
 }
 
+// The two decisions of a check-in that write_checkin and the memo below both make.
+// Whether check-in `c` leaves the device's row as it is, but for last_seen.
+bool leaves_row(const DeviceRecord& row, const DeviceCheckin& c) {
+  return row.model == c.model && row.version == c.version && row.state == c.state &&
+         (!c.result || c.result == row.last_result) &&
+         (!c.message || c.message == row.last_message);
+}
+
+// A device's last event, when it is a check-in; `c` adds no event when it says the same.
+struct LastCheckin {
+  std::string_view state;
+  std::string_view version;
+  const std::optional<std::string>& result;
+  const std::optional<std::string>& message;
+  std::optional<std::int64_t> image_id;
+
+  bool repeated_by(const DeviceCheckin& c) const {
+    return state == c.state && version == c.version && result == c.result && message == c.message &&
+           image_id == c.offered_image_id;
+  }
+};
+
 // What this connection's check-ins last wrote for the devices it saw, so that a check-in that
 // brings nothing new (a device polling while nothing happens) is decided without reading the
 // device's row and its last event: two queries that were most of the writer's work. Trusted
@@ -440,11 +462,8 @@ class CheckinMemo {
       return nullptr;
     }
     Device& d = it->second;
-    const bool same = d.row.model == c.model && d.row.version == c.version &&
-                      d.row.state == c.state && (!c.result || c.result == d.row.last_result) &&
-                      (!c.message || c.message == d.row.last_message) && d.result == c.result &&
-                      d.message == c.message && d.image_id == c.offered_image_id;
-    return same ? &d : nullptr;
+    const LastCheckin last{d.row.state, d.row.version, d.result, d.message, d.image_id};
+    return leaves_row(d.row, c) && last.repeated_by(c) ? &d : nullptr;
   }
 
   /// Records what write_checkin stored for `c` over `before`.
@@ -988,11 +1007,7 @@ result<void> SqliteCatalog::write_checkin(const DeviceCheckin& c,
   // Only what changed is written. An UPDATE rewrites the entry of every index on a column it
   // sets, and a device polling while nothing happens changes only last_seen, at most once a
   // second: rewriting its model, version and state too cost four index updates per check-in.
-  const bool unchanged = before && before->model == c.model && before->version == c.version &&
-                         before->state == c.state &&
-                         (!c.result || c.result == before->last_result) &&
-                         (!c.message || c.message == before->last_message);
-  if (unchanged) {
+  if (before && leaves_row(*before, c)) {
     if (before->last_seen != now) {
       if (auto r = touch_last_seen(c.device_id, now); !r) {
         return r.error();
@@ -1036,9 +1051,13 @@ result<void> SqliteCatalog::write_checkin(const DeviceCheckin& c,
     if (!row) {
       return row.error();
     }
-    repeat = *row && last->text(0) == "checkin" && last->text(1) == c.state &&
-             last->text(2) == c.version && last->opt_text(3) == c.result &&
-             last->opt_text(4) == c.message && last->opt_int64(5) == c.offered_image_id;
+    if (*row && last->text(0) == "checkin") {
+      const std::string state = last->text(1);
+      const std::string version = last->text(2);
+      const auto result = last->opt_text(3);
+      const auto message = last->opt_text(4);
+      repeat = LastCheckin{state, version, result, message, last->opt_int64(5)}.repeated_by(c);
+    }
   }
   if (!repeat) {
     if (auto e = append_event(DeviceEvent{.id = 0,

@@ -10,6 +10,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/strand.hpp>
 
+#include <optional>
 #include <vector>
 
 namespace fwdepot::server {
@@ -187,14 +188,29 @@ asio::awaitable<void> run_session(std::unique_ptr<Connection> conn) {
       spdlog::info("tls_refused listener=device peer={} reason=\"CN is not a device id\"", c.peer);
       co_return;
     }
-    // Requests need the device's id and model, not its certificate's serial: a connection
-    // that idles for hours need not hold a copy of it.
-    c.device->serial_hex.clear();
-    c.device->serial_hex.shrink_to_fit();
   }
   // The first request follows the handshake at once: read it here rather than park.
   auto requests = serve(std::move(conn), true);
   co_await std::move(requests);
+}
+
+// A wake-up for a session waiting for its next request: it stops waiting if, when the wake-up
+// runs, it still lives and is idle (and, with `parks`, is still in that same park).
+struct Wake {
+  asio::any_io_executor executor;
+  std::shared_ptr<SessionHandle> handle;
+  std::optional<std::uint32_t> parks;
+};
+
+// Posted outside the registry's lock, which every park and wake-up takes.
+void post_wakes(std::vector<Wake>& wakes) {
+  for (Wake& w : wakes) {
+    asio::post(w.executor, [handle = std::move(w.handle), parks = w.parks] {
+      if (handle->conn != nullptr && (!parks || handle->parks == *parks) && handle->conn->idle) {
+        handle->conn->stream->cancel();
+      }
+    });
+  }
 }
 
 }  // namespace
@@ -220,15 +236,15 @@ void ServerContext::unregister_session(SessionHandle& h) {
 }
 
 void ServerContext::wake_idle_sessions() {
-  std::lock_guard lock(registry_mutex_);
-  for (SessionHandle* h = registry_; h != nullptr; h = h->next) {
-    // Registered, the connection lives; its executor is the one it was accepted with.
-    asio::post(h->conn->stream->get_executor(), [h = h->conn->handle] {
-      if (h->conn != nullptr && h->conn->idle) {
-        h->conn->stream->cancel();
-      }
-    });
+  std::vector<Wake> wakes;
+  {
+    std::lock_guard lock(registry_mutex_);
+    for (SessionHandle* h = registry_; h != nullptr; h = h->next) {
+      // Registered, the connection lives; its executor is the one it was accepted with.
+      wakes.push_back({h->conn->stream->get_executor(), h->conn->handle, std::nullopt});
+    }
   }
+  post_wakes(wakes);
 }
 
 void ServerContext::park(SessionHandle& h) {
@@ -259,12 +275,7 @@ void ServerContext::unlink_parked(SessionHandle& h) {
 }
 
 void ServerContext::end_overdue_parks() {
-  struct Due {
-    asio::any_io_executor executor;
-    std::shared_ptr<SessionHandle> handle;
-    std::uint32_t parks;
-  };
-  std::vector<Due> due;
+  std::vector<Wake> due;
   {
     const auto now = std::chrono::steady_clock::now();
     std::lock_guard lock(registry_mutex_);
@@ -272,19 +283,12 @@ void ServerContext::end_overdue_parks() {
     while (parked_oldest_ != nullptr && now - parked_oldest_->parked_at >= options.idle_timeout) {
       SessionHandle& h = *parked_oldest_;
       unlink_parked(h);
+      // For this park only: by the time the wake-up runs, the connection may have woken (and
+      // parked again).
       due.push_back({h.conn->stream->get_executor(), h.conn->handle, h.parks});
     }
   }
-  // The same wake-up as the shutdown's, for this park only: by the time it runs, the
-  // connection may have woken (and parked again). Posted outside the lock, which every park
-  // and wake-up takes.
-  for (Due& d : due) {
-    asio::post(d.executor, [handle = std::move(d.handle), parks = d.parks] {
-      if (handle->conn != nullptr && handle->parks == parks && handle->conn->idle) {
-        handle->conn->stream->cancel();
-      }
-    });
-  }
+  post_wakes(due);
 }
 
 asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, Listener l, ServerContext& ctx) {

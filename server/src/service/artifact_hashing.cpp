@@ -85,7 +85,7 @@ ArtifactHashing::Outcome ArtifactHashing::hash(std::int64_t id) {
     spdlog::error("artifact_hashes image={} error={}", id, log_value(image.error().message()));
     return Outcome::failed;
   }
-  if (!image->sha1_hex.empty() && !image->md5_hex.empty()) {
+  if (image->has_artifact_hashes()) {
     return Outcome::stored;
   }
   // Read back without the catalog's lock: the blob is committed and immutable.

@@ -188,8 +188,7 @@ ApiResponse DdiService::poll(const certs::DeviceIdentity& who, std::string_view 
     }
     // An image whose SHA-1 and MD5 are still being computed after its upload (ArtifactHashing)
     // gets no action yet (every deploymentBase carries them), though it already supersedes.
-    const bool hashed =
-        applicable && !(*offer)->image.sha1_hex.empty() && !(*offer)->image.md5_hex.empty();
+    const bool hashed = applicable && (*offer)->image.has_artifact_hashes();
     auto active = c.active_actions(who.device_id);
     if (!active) {
       return active.error();

@@ -16,7 +16,9 @@ std::optional<certs::DeviceIdentity> device_identity(openssl::X509Ptr peer) {
     return std::nullopt;
   }
   const certs::Certificate cert(std::move(peer));
-  certs::DeviceIdentity id{cert.subject_common_name(), cert.subject_model(), cert.serial_hex()};
+  // No serial: requests need the id and model, and a connection idling for hours need not hold
+  // a copy of it (revocation was checked in the handshake).
+  certs::DeviceIdentity id{cert.subject_common_name(), cert.subject_model(), {}};
   if (!validate_identifier(id.device_id, "device id")) {
     return std::nullopt;
   }

@@ -29,7 +29,8 @@ namespace fwdepot::server {
                                 const std::optional<Version>& current);
 
 /// Who a verified peer certificate names: its CN as the device id (nullopt if that is not a valid
-/// id) and its OU as the model (dropped if invalid). Shared by the HTTPS and CoAPS listeners.
+/// id) and its OU as the model (dropped if invalid); serial_hex stays empty. Shared by the HTTPS
+/// and CoAPS listeners.
 [[nodiscard]] std::optional<certs::DeviceIdentity> device_identity(openssl::X509Ptr peer);
 
 /// A check-in that passed validation, waiting for its database write.

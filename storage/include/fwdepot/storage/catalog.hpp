@@ -32,7 +32,9 @@ struct NewImage {
   std::int64_t created_at = 0;  // upload time
   std::string filename;         // as uploaded (the multipart part's filename), for DDI's artifacts
   std::string sha1_hex;         // hashes hawkBit agents check besides SHA-256; lowercase hex
-  std::string md5_hex;
+  std::string md5_hex;          // (both empty until computed after the upload)
+
+  [[nodiscard]] bool has_artifact_hashes() const { return !sha1_hex.empty() && !md5_hex.empty(); }
 };
 
 struct ImageRecord : NewImage {
