@@ -8,8 +8,8 @@
 //     block's bytes read from the blob file.
 //
 //   build/bench/fwdepot-micro-bench [--benchmark_filter=REGEX]
+#include "coaps/block_cache.hpp"
 #include "coaps/messages.hpp"
-#include "coaps/read_ahead.hpp"
 #include "fwdepot/core/encoding.hpp"
 #include "fwdepot/core/manifest.hpp"
 #include "fwdepot/core/verifier.hpp"
@@ -183,7 +183,7 @@ BENCHMARK(BM_Checkin)->ArgName("offer")->Arg(0)->Arg(1)->UseRealTime();
 
 // --- A CoAPS Block2 block -----------------------------------------------------------------------
 // What the listener does with each block request of a download, apart from DTLS and libcoap:
-// reads its Block2 option and firmware id, and answers from the blob through the read-ahead.
+// reads its Block2 option and firmware id, and answers from the blob through the block cache.
 void BM_Block2(benchmark::State& state) {
   const unsigned szx = static_cast<unsigned>(state.range(0));
   const std::size_t block = std::size_t{1} << (szx + 4);
@@ -198,8 +198,8 @@ void BM_Block2(benchmark::State& state) {
   if (!writer->write(std::string(kTotal, '\x33'))) {
     die("blob write");
   }
-  auto reader =
-      value_or_die(store->open_blob(value_or_die(writer->commit(), "blob commit")), "blob open");
+  const Sha256Digest digest = value_or_die(writer->commit(), "blob commit");
+  auto reader = value_or_die(store->open_blob(digest), "blob open");
   coap_startup();
   const std::array<std::uint8_t, 8> etag{1, 2, 3, 4, 5, 6, 7, 8};
   // The requests of a whole download, made beforehand: what is timed is the answer to each,
@@ -214,7 +214,7 @@ void BM_Block2(benchmark::State& state) {
                     coap_encode_var_safe(buf, sizeof buf, (num << 4) | szx), buf);
     requests.push_back(request);
   }
-  server::ReadAhead ahead;
+  server::BlockCache blocks;
   std::size_t next = 0;
   for (auto _ : state) {
     coap_pdu_t* response = coap_pdu_init(COAP_MESSAGE_ACK, COAP_EMPTY_CODE, 1, 1400);
@@ -223,7 +223,7 @@ void BM_Block2(benchmark::State& state) {
     const auto answer = server::answer_block(requests[next], asked, response, kTotal, etag,
                                              COAP_MEDIATYPE_APPLICATION_OCTET_STREAM,
                                              [&](std::uint64_t offset, std::span<char> out) {
-                                               return ahead.copy(*reader, offset, out);
+                                               return blocks.copy(digest, *reader, offset, out);
                                              });
     coap_delete_pdu(response);
     if (answer.status != 205 || id != 1) {

@@ -362,7 +362,7 @@ void Server::run() {
                endpoint_text(*s.device_acceptor), endpoint_text(*s.admin_acceptor),
                s.coaps ? s.coaps->address() : "-", thread_count(s.options));
   if (s.coaps) {
-    s.coaps->start();
+    s.coaps->start(s.threads);
   }
   asio::co_spawn(*s.io, accept_loop(*s.device_acceptor, Listener::device, *s.ctx), asio::detached);
   asio::co_spawn(*s.io, accept_loop(*s.admin_acceptor, Listener::admin, *s.ctx), asio::detached);

@@ -73,6 +73,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     fuzz::check(more == (read_from + length < total), "more follows exactly when bytes do");
     coap_block_t sent{};
     if (coap_get_block(response.p, COAP_OPTION_BLOCK2, &sent) != 0) {
+      fuzz::check(asked.has_value() || sent.szx == server::kDefaultSzx,
+                  "without Block2 in the request, blocks of 1024 bytes");
       const std::uint64_t block = std::uint64_t{1} << (sent.szx + 4);
       fuzz::check(read_from == sent.num * block, "the block sent is the block named");
       fuzz::check(length == std::min<std::uint64_t>(block, total - read_from),

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "coaps/listener.hpp"
 
+#include "coaps/block_cache.hpp"
 #include "coaps/messages.hpp"
-#include "coaps/read_ahead.hpp"
 
 #include "fwdepot/certs/pki.hpp"
 #include "fwdepot/core/ids.hpp"
@@ -31,6 +31,7 @@
 #include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <cstring>
 #include <ctime>
 #include <limits>
 #include <map>
@@ -65,14 +66,7 @@ struct Peer {
   std::int64_t image_id = 0;
   storage::ImageRecord image;
   std::unique_ptr<storage::BlobReader> reader;
-  ReadAhead ahead;  // the reader's bytes around the block being served
   std::chrono::steady_clock::time_point authorized_at;
-
-  void close_blob() {
-    reader.reset();
-    ahead.clear();
-    image_id = 0;
-  }
 };
 
 // libcoap logs through us, at warning level and above, as escaped values.
@@ -213,8 +207,10 @@ struct CoapsListener::Impl {
   // datagram per round. Each round is one epoll_wait and libcoap's work (which re-arms its
   // timer once); after kRounds the rest waits behind the other listeners' handlers.
   void wait() {
+    waiting = true;
     descriptor->async_wait(asio::posix::descriptor_base::wait_read,
                            asio::bind_executor(strand, [this](const boost::system::error_code& ec) {
+                             waiting = false;
                              if (!ec && !stopped) {
                                drain();
                              }
@@ -230,11 +226,21 @@ struct CoapsListener::Impl {
       if (n < 0 && errno == EINTR) {
         continue;
       }
-      if (n <= 0) {
+      if (n > 0) {
+        coap_io_do_epoll(context, events.data(), static_cast<std::size_t>(n));
+        continue;
+      }
+      if (n < 0) {
+        spdlog::error("coaps_epoll_failed error={}", log_value(std::strerror(errno)));
+      }
+      if (!waiting) {
         wait();
+      }
+      // With several threads, another one's reactor may take the readiness edge between the
+      // empty round and the wait being queued: look once more after queuing it.
+      if (threads == 1 || ::epoll_wait(fd, events.data(), 1, 0) <= 0) {
         return;
       }
-      coap_io_do_epoll(context, events.data(), static_cast<std::size_t>(n));
     }
     asio::post(strand, [this] {
       if (!stopped) {
@@ -335,21 +341,21 @@ struct CoapsListener::Impl {
     // ETag: the payload digest's first 8 bytes (CoAP's limit); it changes with the payload.
     const std::span<const std::uint8_t> etag(peer.image.sha256.data(), 8);
     std::size_t sent = 0;
-    const BlockAnswer answer = answer_block(request, asked, response, peer.image.size_bytes, etag,
-                                            COAP_MEDIATYPE_APPLICATION_OCTET_STREAM,
-                                            [&](std::uint64_t offset, std::span<char> out) {
-                                              if (!peer.ahead.copy(*peer.reader, offset, out)) {
-                                                return false;
-                                              }
-                                              sent = out.size();
-                                              return true;
-                                            });
+    const BlockAnswer answer = answer_block(
+        request, asked, response, peer.image.size_bytes, etag,
+        COAP_MEDIATYPE_APPLICATION_OCTET_STREAM, [&](std::uint64_t offset, std::span<char> out) {
+          if (!self.blocks.copy(peer.image.sha256, *peer.reader, offset, out)) {
+            return false;
+          }
+          sent = out.size();
+          return true;
+        });
     self.metrics.bytes_served(sent);
     self.log_request(session, who, block, "GET", "/fw/{id}", answer.status, sent);
     if (!answer.more) {
       // The last block is out (or none could be): close the blob, so that idle sessions hold
       // no files open.
-      peer.close_blob();
+      self.close_blob(peer);
     }
   }
 
@@ -363,18 +369,21 @@ struct CoapsListener::Impl {
       return true;
     }
     const bool same_transfer = later_block && peer.image_id == id;
-    peer.image_id = 0;
     if (who == nullptr) {
+      close_blob(peer);
       return false;
     }
     auto image = devices.authorize_download(*who, id);
     if (!image) {
+      close_blob(peer);  // no longer offered: the blob it had open goes too
       return false;
     }
     if (!peer.reader || peer.image.sha256 != image->sha256) {
-      peer.close_blob();
-      auto reader = backend.blobs().open_blob(image->sha256);
-      peer.reader = reader ? std::move(*reader) : nullptr;
+      close_blob(peer);
+      if (auto reader = backend.blobs().open_blob(image->sha256)) {
+        peer.reader = std::move(*reader);
+        ++open_blobs;
+      }
     }
     if (!same_transfer) {
       metrics.download_started(later_block);  // a later block first: a resumption
@@ -383,6 +392,17 @@ struct CoapsListener::Impl {
     peer.image_id = id;
     peer.authorized_at = now;
     return true;
+  }
+
+  // Ends the session's download, if any. The block cache lives while some download runs.
+  void close_blob(Peer& peer) {
+    peer.image_id = 0;
+    if (peer.reader) {
+      peer.reader.reset();
+      if (--open_blobs == 0) {
+        blocks.clear();
+      }
+    }
   }
 
   // Every handshake verifies against the device listener's current store (the device CA and
@@ -456,6 +476,7 @@ struct CoapsListener::Impl {
       auto* p = static_cast<Peer*>(coap_session_get_app_data(session));
       if (p != nullptr) {
         self.release(*p);
+        self.close_blob(*p);
         self.peers.erase(p);
         delete p;
         coap_session_set_app_data(session, nullptr);
@@ -508,6 +529,8 @@ struct CoapsListener::Impl {
   coap_endpoint_t* endpoint = nullptr;
   std::optional<asio::posix::stream_descriptor> descriptor;
   std::set<Peer*> peers;
+  BlockCache blocks;                               // the downloads' bytes
+  std::size_t open_blobs = 0;                      // sessions holding a blob open
   std::map<std::string, std::size_t> per_address;  // counted sessions by remote IP
   std::size_t established = 0;                     // counted sessions in total
   std::string psk_key;  // the last key handed to libcoap, wiped at the next lookup
@@ -515,6 +538,8 @@ struct CoapsListener::Impl {
   std::uint16_t port = 0;
   std::uint16_t https_port = 0;
   std::string address_text;
+  unsigned threads = 1;  // running the io_context
+  bool waiting = false;  // a wait for the descriptor is queued
   bool stopped = false;
 };
 
@@ -649,7 +674,8 @@ std::uint16_t CoapsListener::port() const { return impl_->port; }
 std::string CoapsListener::address() const { return impl_->address_text; }
 void CoapsListener::set_https_port(std::uint16_t port) { impl_->https_port = port; }
 
-void CoapsListener::start() {
+void CoapsListener::start(unsigned threads) {
+  impl_->threads = threads;
   asio::post(impl_->strand, [s = impl_.get()] {
     coap_io_process(s->context, COAP_IO_NO_WAIT);  // arms libcoap's timer
     s->wait();

@@ -48,8 +48,8 @@ class CoapsListener {
   /// The HTTPS device port, for the download URLs of offers made over CoAPS.
   void set_https_port(std::uint16_t port);
 
-  /// Starts serving. Call once, before the io_context runs.
-  void start();
+  /// Starts serving on the io_context that `threads` threads run. Call once, before it runs.
+  void start(unsigned threads);
   /// Stops serving; thread-safe, returns at once.
   void stop();
 
