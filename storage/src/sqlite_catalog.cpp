@@ -406,7 +406,8 @@ bool leaves_row(const DeviceRecord& row, const DeviceCheckin& c) {
          (!c.message || c.message == row.last_message);
 }
 
-// A device's last event, when it is a check-in; `c` adds no event when it says the same.
+// A device's last event, when it is a check-in; `c` adds no event when it says the same. It
+// refers to the fields it is made of: make it from named values, never from temporaries.
 struct LastCheckin {
   std::string_view state;
   std::string_view version;

@@ -174,6 +174,9 @@ TEST_F(BlockCacheTest, PastTheEndOrAShrunkenBlobFailsWithoutStaleBytes) {
   EXPECT_TRUE(block_matches(a_, *reader, 1, 1024)) << "still inside the window read before";
   EXPECT_FALSE(cache_.copy(a_.id, *reader, 19'500, out)) << "the blob now ends 500 bytes on";
   EXPECT_TRUE(block_matches(a_, *reader, 18, 1024)) << "what is left still reads";
+  const int reads = reader->reads;
+  EXPECT_TRUE(block_matches(a_, *reader, 17, 1024));
+  EXPECT_GT(reader->reads, reads) << "a window read short is not kept";
   EXPECT_FALSE(cache_.copy(a_.id, *reader, 19'500, out)) << "and the short window never serves";
   EXPECT_FALSE(cache_.copy(a_.id, *reader, 30'000, out));
 }

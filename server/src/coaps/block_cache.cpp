@@ -36,6 +36,7 @@ bool BlockCache::copy(const Sha256Digest& id, const storage::BlobReader& blob, s
     return read_fully(blob, offset, out) == out.size();
   }
   Window* w = find(id, index);
+  bool trusted = true;
   if (w == nullptr) {
     w = &replaceable();
     if (!w->bytes) {
@@ -46,16 +47,22 @@ bool BlockCache::copy(const Sha256Digest& id, const storage::BlobReader& blob, s
     w->blob = id;
     w->index = index;
     w->size = read_fully(blob, start, std::span<char>(w->bytes.get(), want));
+    // Short of what the blob's size promises (shrunk on disk, or a read error): serve what this
+    // request needs of it if it can, but never keep it for the next one.
+    trusted = w->size == want;
   }
   const auto from = static_cast<std::size_t>(offset - w->index * kWindowBytes);
-  if (from + out.size() > w->size) {
-    w->size = 0;  // short on disk: never served from, and the first to be replaced
-    w->used = 0;
-    return false;
+  const bool served = from + out.size() <= w->size;
+  if (served) {
+    std::copy_n(w->bytes.get() + from, out.size(), out.data());
   }
-  w->used = ++clock_;
-  std::copy_n(w->bytes.get() + from, out.size(), out.data());
-  return true;
+  if (served && trusted) {
+    w->used = ++clock_;
+  } else {
+    w->size = 0;  // never found again, and the first to be replaced
+    w->used = 0;
+  }
+  return served;
 }
 
 BlockCache::Window* BlockCache::find(const Sha256Digest& id, std::uint64_t index) {

@@ -24,7 +24,8 @@ class BlockCache {
 
   /// Copies blob `id`'s bytes at [offset, offset + out.size()) into `out`, reading through
   /// `blob` (a reader of that blob) what is not held. False if the blob ends before (as the
-  /// reader's size says, or shorter still on disk) or cannot be read.
+  /// reader's size says, or shorter still on disk) or cannot be read. A window read short is
+  /// never kept: the next request in it reads again.
   [[nodiscard]] bool copy(const Sha256Digest& id, const storage::BlobReader& blob,
                           std::uint64_t offset, std::span<char> out);
 
