@@ -3,7 +3,7 @@
 # The TLS posture of both HTTPS listeners, as sslscan (an outside scanner) and openssl s_client
 # see it: no protocol below TLS 1.2; only AEAD suites with forward secrecy (TLS 1.3's, and ECDHE
 # with AES-GCM or ChaCha20-Poly1305 on TLS 1.2); no renegotiation; no compression; a chain that
-# verifies to the CA with the server's name.
+# verifies to the CA with the server's name, and no more of it than the certificate file holds.
 set -euo pipefail
 fwdepot=$1
 # shellcheck source=lib.sh
@@ -53,6 +53,10 @@ for listener in device admin; do
     ${client[0]:+-cert dev.pem -key dev.key} </dev/null 2>&1 || true)
   grep -q '^Compression: NONE' <<<"$session" || fail "$listener: compression: $session"
   grep -q 'Verify return code: 0 (ok)' <<<"$session" || fail "$listener: chain: $session"
+  # Exactly the chain configured: the server certificate alone (the CA is the devices' own
+  # trust anchor), not one OpenSSL builds from the trust store at every handshake.
+  sent=$(grep -c '^ *[0-9]* s:' <<<"$session" || true)
+  [ "$sent" -eq 1 ] || fail "$listener: sent $sent certificates: $session"
 done
 # The device listener refuses a client without a certificate, on either version. (On TLS 1.3
 # the client finishes first and the alert follows, so the server's log is the witness.)

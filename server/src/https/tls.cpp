@@ -43,7 +43,11 @@ result<std::shared_ptr<ssl::context>> base_context(const TlsMaterial& m) {
   // OpenSSL frees a connection's record buffers when they are empty. With Asio's SSL stream
   // only the write buffer gains: the read waiting for the next request keeps the read buffer
   // (bench/README.md, idle connections).
-  SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS);
+  // The chain sent is the one configured: the certificate file's own (the server certificate
+  // and any intermediates after it). Without this OpenSSL builds a chain from the trust store
+  // at every handshake, verifying the server's own certificate each time, and sends the root
+  // too, which devices already hold and parse for nothing (nginx sends what its file holds).
+  SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_NO_AUTO_CHAIN);
   // One TLS 1.3 ticket per handshake rather than OpenSSL's two. A device resumes with its
   // latest ticket and gets a fresh one each time; and each ticket costs OpenSSL 3.0 a decode of
   // the session with the device's certificate in it (a sixth of a full handshake's CPU here).
