@@ -231,7 +231,12 @@ struct CoapsListener::Impl {
         continue;
       }
       if (n < 0) {
-        spdlog::error("coaps_epoll_failed error={}", log_value(std::strerror(errno)));
+        // Only a broken descriptor fails here (EBADF, EINVAL), and it stays broken: say so
+        // once and stop listening rather than repeat the line at every wake-up.
+        spdlog::error("coaps_listener_stopped reason=epoll_failed error={}",
+                      log_value(std::strerror(errno)));
+        stopped = true;
+        return;
       }
       if (!waiting) {
         wait();
