@@ -40,9 +40,8 @@ result<std::shared_ptr<ssl::context>> base_context(const TlsMaterial& m) {
   }
   SSL_CTX_set_options(
       native, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-  // OpenSSL frees a connection's record buffers when they are empty. With Asio's SSL stream
-  // only the write buffer gains: the read waiting for the next request keeps the read buffer
-  // (bench/README.md, idle connections).
+  // OpenSSL frees a connection's record buffers when they are empty: a connection waiting for
+  // its next request holds none (https/tls_stream.hpp; bench/README.md, idle connections).
   // The chain sent is the one configured: the certificate file's own (the server certificate
   // and any intermediates after it). Without this OpenSSL builds a chain from the trust store
   // at every handshake, verifying the server's own certificate each time, and sends the root
